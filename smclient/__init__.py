@@ -1,0 +1,3 @@
+"""smclient: a typed client for Amazon SageMaker inference endpoints."""
+
+__all__: list[str] = []
