@@ -1,0 +1,245 @@
+"""The ``Endpoint`` facade and the multi-model ``ModelHandle``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from typing_extensions import Self
+
+from . import _validation as check
+from ._clients import ClientConfig, ClientFactory
+from ._codecs import Codec, encode_body
+from ._models import InvocationResult
+from ._retry import RetryPolicy, run
+
+__all__ = ["Endpoint", "ModelHandle"]
+
+_DEFAULT_RETRY = RetryPolicy()
+
+
+class Endpoint:
+    """A SageMaker inference endpoint.
+
+    ``Endpoint("my-endpoint", region="eu-west-1")``. Nothing is sent and no boto3
+    client is built until the first call. ``boto3_session`` supplies credentials
+    (default: boto3's default chain); ``endpoint_url`` points the runtime client
+    elsewhere (a local endpoint, a VPC endpoint); ``config`` sets timeouts and pool
+    size (:class:`ClientConfig`); ``retry`` is the default :class:`RetryPolicy`;
+    ``codec`` the default codec for bodies that are not bytes, str or files.
+
+    Thread-safe. Pickles (clients are rebuilt in the receiving process; a
+    ``boto3_session`` is rebuilt from its profile name, never from its credentials).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str | None = None,
+        boto3_session: Any | None = None,
+        endpoint_url: str | None = None,
+        config: ClientConfig | None = None,
+        retry: RetryPolicy | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        self._name = check.endpoint_name(name)
+        self._factory = ClientFactory(
+            region=region,
+            endpoint_url=endpoint_url,
+            config=config or ClientConfig(),
+            boto3_session=boto3_session,
+        )
+        self._retry = retry or _DEFAULT_RETRY
+        self._codec = codec
+
+    @property
+    def name(self) -> str:
+        """The endpoint's name."""
+        return self._name
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The default retry policy of this endpoint's calls."""
+        return self._retry
+
+    @property
+    def config(self) -> ClientConfig:
+        """The client settings."""
+        return self._factory.config
+
+    def client(self, service: str = "sagemaker-runtime") -> Any:
+        """The boto3 client this endpoint uses for ``service`` (built on first use)."""
+        return self._factory.client(service)
+
+    def model(self, target_model: str) -> ModelHandle:
+        """A handle that invokes ``target_model`` on this multi-model endpoint.
+
+        ``target_model`` is the model's path relative to the endpoint's
+        ``ModelDataUrl`` prefix, for example ``"model-a.tar.gz"``.
+        """
+        return ModelHandle(self, check.target_model(target_model))
+
+    def invoke(
+        self,
+        body: Any,
+        *,
+        content_type: str | None = None,
+        accept: str | None = None,
+        target_model: str | None = None,
+        target_variant: str | None = None,
+        target_container_hostname: str | None = None,
+        inference_component: str | None = None,
+        inference_id: str | None = None,
+        custom_attributes: str | None = None,
+        enable_explanations: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> InvocationResult:
+        """Invoke the endpoint (``InvokeEndpoint``) and return its answer.
+
+        ``body``: ``bytes``, ``str`` (sent as UTF-8), a binary file object, or data
+        encoded with ``codec`` (default JSON, then ``content_type`` defaults to
+        ``application/json``); at most 6,291,456 bytes. Every argument is checked
+        before anything is sent (:class:`InvalidInputError`). Failures are retried
+        as ``retry`` (default: the endpoint's policy) decides; errors are
+        :class:`SMClientError` subclasses.
+        """
+        return self._invoke(
+            body,
+            content_type=content_type,
+            accept=accept,
+            target_model=target_model,
+            target_variant=target_variant,
+            target_container_hostname=target_container_hostname,
+            inference_component=inference_component,
+            inference_id=inference_id,
+            custom_attributes=custom_attributes,
+            enable_explanations=enable_explanations,
+            codec=codec,
+            retry=retry,
+        )
+
+    def _invoke(
+        self,
+        body: Any,
+        *,
+        content_type: str | None,
+        accept: str | None,
+        target_model: str | None,
+        codec: Codec | None,
+        retry: RetryPolicy | None,
+        session_id: str | None = None,
+        **headers: str | None,
+    ) -> InvocationResult:
+        data, content_type = encode_body(
+            body, codec=codec or self._codec, content_type=content_type
+        )
+        params: dict[str, Any] = {"EndpointName": self._name, "Body": data}
+        values: dict[str, str | None] = {
+            "ContentType": check.header("content_type", content_type),
+            "Accept": check.header("accept", accept),
+            "TargetModel": None if target_model is None else check.target_model(target_model),
+            "TargetVariant": check.header("target_variant", headers.get("target_variant")),
+            "TargetContainerHostname": check.header(
+                "target_container_hostname", headers.get("target_container_hostname")
+            ),
+            "InferenceComponentName": check.header(
+                "inference_component", headers.get("inference_component")
+            ),
+            "InferenceId": check.inference_id(headers.get("inference_id")),
+            "CustomAttributes": check.custom_attributes(headers.get("custom_attributes")),
+            "EnableExplanations": check.header(
+                "enable_explanations", headers.get("enable_explanations")
+            ),
+            "SessionId": None if session_id is None else check.session_id(session_id),
+        }
+        params.update({k: v for k, v in values.items() if v is not None})
+        factory = self._factory
+
+        def attempt() -> tuple[dict[str, Any], bytes]:
+            response: dict[str, Any] = factory.client("sagemaker-runtime").invoke_endpoint(**params)
+            # Read inside the attempt: a timeout while reading is an attempt's failure.
+            return response, response["Body"].read()
+
+        (response, payload), outcome = run(
+            retry or self._retry,
+            attempt,
+            endpoint=self._name,
+            operation="InvokeEndpoint",
+            target_model=target_model,
+        )
+        return InvocationResult(
+            body=payload,
+            content_type=response.get("ContentType"),
+            invoked_production_variant=response.get("InvokedProductionVariant"),
+            custom_attributes=response.get("CustomAttributes"),
+            request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
+            attempts=outcome.attempts,
+            elapsed=outcome.elapsed,
+            new_session_id=response.get("NewSessionId"),
+            closed_session_id=response.get("ClosedSessionId"),
+        )
+
+    def close(self) -> None:
+        """Close the connection pools. The endpoint stays usable (new clients are built)."""
+        self._factory.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        url = self._factory.endpoint_url
+        extra = f", endpoint_url={url!r}" if url else ""
+        return f"Endpoint({self._name!r}, region={self._factory.region!r}{extra})"
+
+
+@attrs.frozen
+class ModelHandle:
+    """One model of a multi-model endpoint: ``endpoint.model("model-a.tar.gz")``.
+
+    Its :meth:`invoke` takes the same arguments as :meth:`Endpoint.invoke` and sends
+    ``TargetModel``. The endpoint's retry policy rides out ``ModelNotReadyException``
+    while the model loads (cold start), for up to 360 s by default.
+
+    .. versionadded:: 0.1.0
+    """
+
+    endpoint: Endpoint
+    target_model: str
+
+    def invoke(
+        self,
+        body: Any,
+        *,
+        content_type: str | None = None,
+        accept: str | None = None,
+        target_variant: str | None = None,
+        target_container_hostname: str | None = None,
+        inference_component: str | None = None,
+        inference_id: str | None = None,
+        custom_attributes: str | None = None,
+        enable_explanations: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> InvocationResult:
+        """Invoke this model; the arguments are those of :meth:`Endpoint.invoke`."""
+        return self.endpoint.invoke(
+            body,
+            target_model=self.target_model,
+            content_type=content_type,
+            accept=accept,
+            target_variant=target_variant,
+            target_container_hostname=target_container_hostname,
+            inference_component=inference_component,
+            inference_id=inference_id,
+            custom_attributes=custom_attributes,
+            enable_explanations=enable_explanations,
+            codec=codec,
+            retry=retry,
+        )

@@ -1,0 +1,380 @@
+"""The smclient exception tree, and the one place that translates botocore errors.
+
+::
+
+    SMClientError
+    ├── InvalidInputError               bad input caught before sending (also a ValueError)
+    ├── ConfigurationError              no credentials, no region, bad client settings
+    ├── ServiceError                    the service or the model answered with an error
+    │   ├── ValidationError             400 ValidationError: bad request, unknown endpoint...
+    │   ├── ModelError                  424: the model container answered 4xx/5xx (it ran)
+    │   ├── ModelNotReadyError          429 ModelNotReadyException: MME model still loading
+    │   ├── ThrottlingError             throttled by the service
+    │   ├── ServiceUnavailableError     503 ServiceUnavailable
+    │   ├── InternalFailureError        500 InternalFailure (the model may have run)
+    │   └── InternalDependencyError     530 InternalDependencyException (may have run)
+    ├── TransportError                  no usable HTTP answer
+    │   ├── ConnectError                the request was never sent (safe to retry)
+    │   ├── ReadTimeoutError            no answer within the read timeout (may have run)
+    │   └── ConnectionClosedError       the connection dropped mid-request (may have run)
+    └── RetriesExhaustedError           the policy gave up; ``__cause__``: last error
+
+Every error raised by a public call is an :class:`SMClientError`; a raw
+``botocore.exceptions.ClientError`` never escapes. Errors are classified by the
+service's error *code*, never by message text. All errors pickle.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import botocore.exceptions as bce
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectionClosedError",
+    "InternalDependencyError",
+    "InternalFailureError",
+    "InvalidInputError",
+    "ModelError",
+    "ModelNotReadyError",
+    "ReadTimeoutError",
+    "RetriesExhaustedError",
+    "SMClientError",
+    "ServiceError",
+    "ServiceUnavailableError",
+    "ThrottlingError",
+    "TransportError",
+    "ValidationError",
+]
+
+
+def _rebuild(cls: type[SMClientError], message: str, state: dict[str, Any]) -> SMClientError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
+
+class SMClientError(Exception):
+    """Base class of every error smclient raises.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not survive the default Exception pickling.
+        state = {k: v for k, v in self.__dict__.items() if k != "__traceback__"}
+        return (_rebuild, (type(self), self.message, state))
+
+
+class InvalidInputError(SMClientError, ValueError):
+    """An argument was rejected before any request was sent.
+
+    ``field`` names the argument, ``limit`` states what is allowed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, field: str, problem: str, *, limit: str | None = None) -> None:
+        text = f"{field}: {problem}"
+        if limit:
+            text += f" ({limit})"
+        super().__init__(text)
+        self.field = field
+        self.problem = problem
+        self.limit = limit
+
+
+class ConfigurationError(SMClientError):
+    """The client could not be set up: missing credentials or region, bad settings.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+@attrs.frozen
+class ErrorContext:
+    """Where an error happened: filled in by the caller of :func:`translate`."""
+
+    endpoint: str | None = None
+    operation: str | None = None
+    target_model: str | None = None
+    attempts: int = 1
+
+
+class ServiceError(SMClientError):
+    """The service answered with an error.
+
+    Attributes: ``endpoint``, ``operation`` (for example ``"InvokeEndpoint"``),
+    ``error_code`` (the service's code, for example ``"ValidationError"``),
+    ``http_status``, ``request_id``, ``target_model`` and ``attempts`` (how many
+    requests were sent for this call).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        endpoint: str | None = None,
+        operation: str | None = None,
+        target_model: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.http_status = http_status
+        self.request_id = request_id
+        self.endpoint = endpoint
+        self.operation = operation
+        self.target_model = target_model
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        where = f"{self.operation or 'call'} on endpoint {self.endpoint!r}"
+        if self.target_model is not None:
+            where += f" (target model {self.target_model!r})"
+        return (
+            f"{self.error_code} (HTTP {self.http_status}) from {where}: {self.message} "
+            f"[request id {self.request_id}, attempts {self.attempts}]"
+        )
+
+
+class ValidationError(ServiceError):
+    """HTTP 400 ``ValidationError``: the service rejected the request (unknown
+    endpoint, TargetModel on a single-model endpoint, missing TargetModel...).
+    Not retried: the same request fails the same way.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ModelError(ServiceError):
+    """HTTP 424 ``ModelError``: the model container answered with an error.
+
+    ``original_status_code`` and ``original_message`` are the container's
+    answer; ``log_stream_arn`` points to its CloudWatch logs. The model ran, so
+    this is not retried by default (except by opt-in for status 507, see
+    :class:`smclient.RetryPolicy`).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        original_status_code: int | None = None,
+        original_message: str | None = None,
+        log_stream_arn: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.original_status_code = original_status_code
+        self.original_message = original_message
+        self.log_stream_arn = log_stream_arn
+
+
+class ModelNotReadyError(ServiceError):
+    """HTTP 429 ``ModelNotReadyException``: a multi-model endpoint is still loading
+    the target model (or a serverless variant is provisioning). The model did not
+    run; retried by default.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ThrottlingError(ServiceError):
+    """The service throttled the request; retried by default.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ServiceUnavailableError(ServiceError):
+    """HTTP 503 ``ServiceUnavailable``; retried by default.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class InternalFailureError(ServiceError):
+    """HTTP 500 ``InternalFailure``. The model may have run: retried only when
+    the policy opts in.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class InternalDependencyError(ServiceError):
+    """HTTP 530 ``InternalDependencyException``. The model may have run: retried
+    only when the policy opts in.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class TransportError(SMClientError):
+    """No usable HTTP answer was received.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        operation: str | None = None,
+        target_model: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.operation = operation
+        self.target_model = target_model
+        self.attempts = attempts
+
+
+class ConnectError(TransportError):
+    """The connection could not be made: the request was never sent, so retrying is safe.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ReadTimeoutError(TransportError):
+    """No answer within the read timeout. The request was sent and the model may
+    have run: not retried by default.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class ConnectionClosedError(TransportError):
+    """The connection dropped after the request was sent: the model may have run.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class RetriesExhaustedError(SMClientError):
+    """The retry policy stopped retrying.
+
+    ``attempts`` is how many requests were sent, ``elapsed`` the seconds since the
+    first one started, ``history`` the error code of each failed attempt in order,
+    ``last_error`` (also ``__cause__``) the last translated error.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        elapsed: float,
+        history: tuple[str, ...],
+        last_error: SMClientError,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.elapsed = elapsed
+        self.history = history
+        self.last_error = last_error
+
+
+_BY_CODE: dict[str, type[ServiceError]] = {
+    "ValidationError": ValidationError,
+    "ValidationException": ValidationError,
+    "ModelError": ModelError,
+    "ModelNotReadyException": ModelNotReadyError,
+    "ServiceUnavailable": ServiceUnavailableError,
+    "ServiceUnavailableException": ServiceUnavailableError,
+    "InternalFailure": InternalFailureError,
+    "InternalDependencyException": InternalDependencyError,
+    "ThrottlingException": ThrottlingError,
+    "Throttling": ThrottlingError,
+    "TooManyRequestsException": ThrottlingError,
+    "RequestLimitExceeded": ThrottlingError,
+}
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return None
+
+
+def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
+    """Map a botocore exception to the smclient tree. The only reader of botocore errors.
+
+    The caller raises the result ``from exc``. Anything smclient does not know
+    stays a generic :class:`ServiceError` / :class:`TransportError` with the code.
+    """
+    if isinstance(exc, SMClientError):
+        return exc
+    where: dict[str, Any] = {
+        "endpoint": ctx.endpoint,
+        "operation": ctx.operation,
+        "target_model": ctx.target_model,
+        "attempts": ctx.attempts,
+    }
+    if isinstance(exc, bce.ClientError):
+        response: dict[str, Any] = dict(exc.response)
+        error = response.get("Error") or {}
+        meta = response.get("ResponseMetadata") or {}
+        code = str(error.get("Code") or "Unknown")
+        status = _int_or_none(meta.get("HTTPStatusCode"))
+        message = str(error.get("Message") or "")
+        common: dict[str, Any] = {
+            "error_code": code,
+            "http_status": status,
+            "request_id": meta.get("RequestId"),
+            **where,
+        }
+        cls = _BY_CODE.get(code)
+        if cls is None and status == 429:
+            cls = ThrottlingError
+        if cls is ModelError:
+            return ModelError(
+                message,
+                original_status_code=_int_or_none(response.get("OriginalStatusCode")),
+                original_message=response.get("OriginalMessage"),
+                log_stream_arn=response.get("LogStreamArn"),
+                **common,
+            )
+        return (cls or ServiceError)(message, **common)
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return ConfigurationError(
+            f"{exc}. Configure credentials (environment, profile or role), or pass "
+            "boto3_session=... to Endpoint."
+        )
+    if isinstance(exc, bce.NoRegionError):
+        return ConfigurationError(
+            "No AWS region configured: pass region=... to Endpoint or set AWS_DEFAULT_REGION."
+        )
+    # Order matters: ConnectTimeoutError is a ConnectionError, ReadTimeoutError is not.
+    if isinstance(exc, bce.ConnectionError):
+        return ConnectError(f"could not connect: {exc}", **where)
+    if isinstance(exc, bce.ReadTimeoutError):
+        return ReadTimeoutError(f"no answer within the read timeout: {exc}", **where)
+    if isinstance(exc, bce.HTTPClientError):
+        return ConnectionClosedError(f"connection failed after sending: {exc}", **where)
+    if isinstance(exc, bce.BotoCoreError):
+        return SMClientError(f"{type(exc).__name__}: {exc}")
+    raise TypeError(f"not a botocore error: {exc!r}")  # programming error, keep it loud

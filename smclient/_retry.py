@@ -1,0 +1,316 @@
+"""Retry policy values and the one retry loop (on tenacity). The only place that decides retries.
+
+What is safe to retry, and why (protocol.md §1, §2):
+
+- ``ModelNotReadyException`` (429), reason ``MODEL_NOT_READY``: retried by default until
+  ``timeout``; the model did not run (a multi-model endpoint is still loading it).
+- ``ServiceUnavailable`` (503), throttling, connect errors and connect timeouts, reason
+  ``TRANSIENT``: retried by default, at most ``max_transient_attempts``; the model did not
+  run, or the request was never sent.
+- ``InternalFailure`` (500) and ``InternalDependencyException`` (530), reason ``INTERNAL``:
+  opt-in only, because the model may have run.
+- ``ModelError`` whose container answered 507, reason ``MODEL_OUT_OF_MEMORY``: opt-in only
+  (multi-model GPU endpoints: SageMaker unloads unused models, so a later try may fit).
+- read timeouts and connections dropped after sending, reason ``READ_TIMEOUT``: opt-in only,
+  because the model may have run.
+- ``ValidationError``, any other ``ModelError`` and unknown codes: never; the same request
+  fails the same way, or the model already ran.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random as _random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import attrs
+import tenacity
+from typing_extensions import Self
+
+from ._errors import (
+    ConnectError,
+    ConnectionClosedError,
+    ErrorContext,
+    InternalDependencyError,
+    InternalFailureError,
+    ModelError,
+    ModelNotReadyError,
+    ReadTimeoutError,
+    RetriesExhaustedError,
+    ServiceUnavailableError,
+    SMClientError,
+    ThrottlingError,
+    translate,
+)
+
+__all__ = ["RetryEvent", "RetryPolicy", "RetryReason", "classify", "run"]
+
+logger = logging.getLogger("smclient")
+T = TypeVar("T")
+
+# Flipped by smclient.testing.no_retry_waits(): retries happen, waits do not.
+_no_waits = False
+
+
+def _uniform() -> float:
+    # A module-level function (not random.random, a bound method) so policies pickle by reference.
+    return _random.random()
+
+
+class RetryReason(enum.Enum):
+    """Why a failed attempt could be retried.
+
+    .. versionadded:: 0.1.0
+    """
+
+    MODEL_NOT_READY = "model_not_ready"
+    TRANSIENT = "transient"
+    INTERNAL = "internal"
+    MODEL_OUT_OF_MEMORY = "model_out_of_memory"
+    READ_TIMEOUT = "read_timeout"
+
+
+def classify(error: SMClientError) -> RetryReason | None:
+    """The retry reason for a translated error, or ``None`` if it is never retried."""
+    if isinstance(error, ModelNotReadyError):
+        return RetryReason.MODEL_NOT_READY
+    if isinstance(error, ServiceUnavailableError | ThrottlingError | ConnectError):
+        return RetryReason.TRANSIENT
+    if isinstance(error, InternalFailureError | InternalDependencyError):
+        return RetryReason.INTERNAL
+    if isinstance(error, ModelError) and error.original_status_code == 507:
+        return RetryReason.MODEL_OUT_OF_MEMORY
+    if isinstance(error, ReadTimeoutError | ConnectionClosedError):
+        return RetryReason.READ_TIMEOUT
+    return None
+
+
+@attrs.frozen
+class RetryEvent:
+    """Passed to :attr:`RetryPolicy.on_retry` before each wait.
+
+    ``attempt`` is the number of the attempt that just failed (1-based),
+    ``elapsed`` seconds since the first attempt started, ``delay`` the seconds
+    about to be waited.
+
+    .. versionadded:: 0.1.0
+    """
+
+    endpoint: str | None
+    operation: str | None
+    target_model: str | None
+    attempt: int
+    reason: RetryReason
+    error_code: str | None
+    elapsed: float
+    delay: float
+    error: SMClientError = attrs.field(repr=False)
+
+
+def _reasons(value: Iterable[RetryReason]) -> frozenset[RetryReason]:
+    return frozenset(value)
+
+
+_DEFAULT_REASONS = frozenset({RetryReason.MODEL_NOT_READY, RetryReason.TRANSIENT})
+
+
+@attrs.frozen
+class RetryPolicy:
+    """When and how long smclient retries a failed call. A value: use ``attrs.evolve``,
+    :meth:`including` or :meth:`excluding` to derive another.
+
+    After attempt *n* (1-based) fails with error *e*, at *t* seconds after the first
+    attempt started:
+
+    1. *e* is classified (see :func:`classify`); if its reason is not in
+       ``retry_on`` the error is raised as it is.
+    2. The delay is, in seconds (full jitter; ``U`` is ``random()``)::
+
+           d = U(0, 1) * min(backoff_max, backoff_initial * backoff_multiplier ** (n - 1))
+
+    3. The policy gives up, raising :class:`RetriesExhaustedError` from *e*, if
+       ``t + d >= timeout`` (no attempt starts at or after ``timeout`` seconds),
+       if ``n >= max_attempts``, if the attempts that failed for a reason other than
+       ``MODEL_NOT_READY`` reach ``max_transient_attempts``, or if the attempts that
+       failed with ``MODEL_OUT_OF_MEMORY`` reach ``max_out_of_memory_attempts``.
+    4. Otherwise ``on_retry`` is called, a ``logging`` record is emitted on the
+       ``smclient`` logger (INFO; endpoint, target model, attempt, elapsed, error code
+       - never bodies or credentials), ``sleep(d)`` is called and attempt *n + 1* starts.
+
+    The defaults follow the SageMaker guidance for multi-model endpoints:
+    ``ModelNotReadyException`` retried for up to 360 s (each attempt is already held
+    up to 60 s by the service, hence the small 5 s backoff ceiling), 503 /
+    throttling / connect errors up to 4 attempts. ``sleep``, ``clock`` (monotonic
+    seconds) and ``random`` (returns a float in [0, 1)) are injectable for tests.
+
+    .. versionadded:: 0.1.0
+    """
+
+    retry_on: frozenset[RetryReason] = attrs.field(default=_DEFAULT_REASONS, converter=_reasons)
+    timeout: float = 360.0
+    max_attempts: int | None = None
+    max_transient_attempts: int = 4
+    max_out_of_memory_attempts: int = 3
+    backoff_initial: float = 0.5
+    backoff_max: float = 5.0
+    backoff_multiplier: float = 2.0
+    on_retry: Callable[[RetryEvent], None] | None = attrs.field(default=None, eq=False)
+    sleep: Callable[[float], None] = attrs.field(default=time.sleep, eq=False, repr=False)
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
+    random: Callable[[], float] = attrs.field(default=_uniform, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        from ._errors import InvalidInputError
+
+        if self.timeout < 0:
+            raise InvalidInputError("timeout", f"got {self.timeout}", limit="seconds, >= 0")
+        for name in ("max_transient_attempts", "max_out_of_memory_attempts"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(name, f"got {getattr(self, name)}", limit=">= 1")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise InvalidInputError("max_attempts", f"got {self.max_attempts}", limit=">= 1")
+        if not 0 <= self.backoff_initial <= self.backoff_max:
+            raise InvalidInputError(
+                "backoff_initial", "must be between 0 and backoff_max", limit="seconds"
+            )
+
+    @classmethod
+    def never(cls) -> Self:
+        """A policy that sends exactly one request."""
+        return cls(retry_on=frozenset(), max_attempts=1)
+
+    def including(self, *reasons: RetryReason) -> Self:
+        """The same policy, also retrying ``reasons`` (for example ``RetryReason.INTERNAL``)."""
+        return attrs.evolve(self, retry_on=self.retry_on | set(reasons))
+
+    def excluding(self, *reasons: RetryReason) -> Self:
+        """The same policy, no longer retrying ``reasons``."""
+        return attrs.evolve(self, retry_on=self.retry_on - set(reasons))
+
+    def backoff(self, attempt: int) -> float:
+        """The jittered delay in seconds after failed attempt number ``attempt``."""
+        exponent = min(attempt - 1, 64)  # keeps the power finite for absurd attempt counts
+        ceiling = min(self.backoff_max, self.backoff_initial * self.backoff_multiplier**exponent)
+        return 0.0 if _no_waits else ceiling * self.random()
+
+
+@attrs.frozen
+class Outcome:
+    """How a call went: the number of requests sent and the seconds it took."""
+
+    attempts: int
+    elapsed: float
+
+
+def run(
+    policy: RetryPolicy,
+    fn: Callable[[], T],
+    *,
+    endpoint: str | None,
+    operation: str,
+    target_model: str | None = None,
+) -> tuple[T, Outcome]:
+    """Call ``fn`` under ``policy``; errors from ``fn`` are translated to the smclient tree.
+
+    Returns ``fn``'s result and the :class:`Outcome`. Raises the translated error
+    when it is not retried, :class:`RetriesExhaustedError` when the policy gives up.
+    """
+    start = policy.clock()
+    history: list[str] = []
+    counts: Counter[RetryReason] = Counter()
+    last_reason: list[RetryReason] = []
+
+    def attempt() -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            if isinstance(exc, SMClientError) or type(exc).__module__.startswith("botocore"):
+                ctx = ErrorContext(endpoint, operation, target_model, len(history) + 1)
+                error = translate(exc, ctx)
+                if error is exc:
+                    raise
+                raise error from exc
+            raise
+
+    def should_retry(state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if not isinstance(exc, SMClientError):
+            return False
+        history.append(getattr(exc, "error_code", None) or type(exc).__name__)
+        reason = classify(exc)
+        if reason is None or reason not in policy.retry_on:
+            return False
+        counts[reason] += 1
+        last_reason[:] = [reason]
+        return True
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return policy.backoff(state.attempt_number)
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        n = state.attempt_number
+        elapsed = policy.clock() - start
+        not_ready = counts[RetryReason.MODEL_NOT_READY]
+        return (
+            elapsed + (state.upcoming_sleep or 0.0) >= policy.timeout
+            or (policy.max_attempts is not None and n >= policy.max_attempts)
+            or n - not_ready >= policy.max_transient_attempts
+            or counts[RetryReason.MODEL_OUT_OF_MEMORY] >= policy.max_out_of_memory_attempts
+        )
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        assert isinstance(exc, SMClientError)
+        event = RetryEvent(
+            endpoint=endpoint,
+            operation=operation,
+            target_model=target_model,
+            attempt=state.attempt_number,
+            reason=last_reason[0],
+            error_code=history[-1],
+            elapsed=policy.clock() - start,
+            delay=state.upcoming_sleep or 0.0,
+            error=exc,
+        )
+        logger.info(
+            "retrying %s on endpoint %s (target model %s) after attempt %d failed with %s; "
+            "%.3f s elapsed, waiting %.3f s",
+            operation,
+            endpoint,
+            target_model,
+            event.attempt,
+            event.error_code,
+            event.elapsed,
+            event.delay,
+            extra={"smclient_retry": event},
+        )
+        if policy.on_retry is not None:
+            policy.on_retry(event)
+
+    retrying = tenacity.Retrying(
+        retry=should_retry,
+        wait=wait,
+        stop=stop,
+        sleep=policy.sleep,
+        before_sleep=before_sleep,
+        reraise=False,
+    )
+    try:
+        result = retrying(attempt)
+    except tenacity.RetryError as gave_up:
+        last = gave_up.last_attempt.exception()
+        assert isinstance(last, SMClientError)
+        elapsed = policy.clock() - start
+        raise RetriesExhaustedError(
+            f"gave up on {operation} for endpoint {endpoint!r} after {len(history)} attempts "
+            f"in {elapsed:.3f} s; last error: {history[-1]}",
+            attempts=len(history),
+            elapsed=elapsed,
+            history=tuple(history),
+            last_error=last,
+        ) from last
+    return result, Outcome(attempts=len(history) + 1, elapsed=policy.clock() - start)

@@ -1,0 +1,98 @@
+"""Checks made before a request is sent. botocore checks only minimum lengths; the
+service's patterns and maximums (protocol.md §1) are checked here so the caller gets an
+:class:`InvalidInputError` naming the field and the limit instead of a round trip."""
+
+from __future__ import annotations
+
+import re
+
+from ._errors import InvalidInputError
+
+MAX_BODY_BYTES = 6_291_456
+MAX_ENDPOINT_NAME = 63
+MAX_TARGET_MODEL = 1024
+MAX_INFERENCE_ID = 64
+MAX_CUSTOM_ATTRIBUTES = 1024
+MAX_HEADER_VALUE = 1024
+MAX_SESSION_ID = 256
+
+_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_ASCII = re.compile(r"[\x00-\x7f]*")
+
+
+def endpoint_name(value: object, field: str = "endpoint_name") -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"expected a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_ENDPOINT_NAME or not _NAME.fullmatch(value):
+        raise InvalidInputError(
+            field,
+            f"{value[:80]!r} is not a valid endpoint name",
+            limit="1-63 characters: letters, digits and single or repeated hyphens, "
+            "starting and ending with a letter or digit",
+        )
+    return value
+
+
+def target_model(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError("target_model", f"expected a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_TARGET_MODEL:
+        raise InvalidInputError(
+            "target_model", f"length {len(value)} is out of range", limit="1-1024 characters"
+        )
+    if value[0].isspace() or not _PRINTABLE.fullmatch(value):
+        raise InvalidInputError(
+            "target_model",
+            f"{value[:80]!r} must be printable ASCII and must not start with a space",
+            limit="the model's path relative to the endpoint's ModelDataUrl prefix",
+        )
+    return value
+
+
+def header(field: str, value: str | None, *, maximum: int = MAX_HEADER_VALUE) -> str | None:
+    """A value sent as an HTTP header: printable ASCII, 1..``maximum`` characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"expected a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= maximum:
+        raise InvalidInputError(
+            field, f"length {len(value)} is out of range", limit=f"1-{maximum} characters"
+        )
+    if not _PRINTABLE.fullmatch(value):
+        raise InvalidInputError(
+            field, "contains characters that cannot be sent in a header", limit="printable ASCII"
+        )
+    return value
+
+
+def custom_attributes(value: str | None) -> str | None:
+    if value is not None and isinstance(value, str) and not _ASCII.fullmatch(value):
+        raise InvalidInputError("custom_attributes", "must be ASCII", limit="up to 1024 ASCII")
+    return header("custom_attributes", value, maximum=MAX_CUSTOM_ATTRIBUTES)
+
+
+def inference_id(value: str | None) -> str | None:
+    return header("inference_id", value, maximum=MAX_INFERENCE_ID)
+
+
+def session_id(value: str) -> str:
+    if value != "NEW_SESSION" and (
+        not 1 <= len(value) <= MAX_SESSION_ID or not _NAME.fullmatch(value)
+    ):
+        raise InvalidInputError(
+            "session_id",
+            f"{value[:80]!r} is not a valid session id",
+            limit="NEW_SESSION, or up to 256 letters, digits and inner hyphens",
+        )
+    return value
+
+
+def body_size(size: int) -> None:
+    if size > MAX_BODY_BYTES:
+        raise InvalidInputError(
+            "body",
+            f"{size:,} bytes is larger than a real-time invocation accepts",
+            limit=f"at most {MAX_BODY_BYTES:,} bytes; use asynchronous inference for more",
+        )
