@@ -1,0 +1,74 @@
+import smclient
+import smclient.testing
+
+
+def test_public_names_are_pinned() -> None:
+    assert smclient.__all__ == [
+        "CSV",
+        "JSON",
+        "NPY",
+        "RAW",
+        "CSVCodec",
+        "ClientConfig",
+        "Codec",
+        "ConfigurationError",
+        "ConnectError",
+        "ConnectionClosedError",
+        "Endpoint",
+        "InternalDependencyError",
+        "InternalFailureError",
+        "InvalidInputError",
+        "InvocationResult",
+        "JSONCodec",
+        "ModelError",
+        "ModelHandle",
+        "ModelNotReadyError",
+        "NPYCodec",
+        "RawCodec",
+        "ReadTimeoutError",
+        "RetriesExhaustedError",
+        "RetryEvent",
+        "RetryPolicy",
+        "RetryReason",
+        "SMClientError",
+        "ServiceError",
+        "ServiceUnavailableError",
+        "ThrottlingError",
+        "TransportError",
+        "ValidationError",
+    ]
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert smclient.__all__ == sorted(smclient.__all__, key=lambda n: (not n.isupper(), n))
+    for name in smclient.__all__:
+        assert hasattr(smclient, name), name
+
+
+def test_public_classes_say_smclient_in_tracebacks() -> None:
+    for name in smclient.__all__:
+        obj = getattr(smclient, name)
+        if isinstance(obj, type):
+            assert obj.__module__ == "smclient", name
+
+
+def test_testing_namespace_is_pinned() -> None:
+    assert smclient.testing.__all__ == [
+        "MotoAsyncResult",
+        "MotoResult",
+        "RecordedRequest",
+        "Reply",
+        "ScriptedRuntime",
+        "no_retry_waits",
+        "queue_moto_async_results",
+        "queue_moto_results",
+    ]
+
+
+def test_import_builds_no_client_and_does_not_import_boto3() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, smclient; print('boto3' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
