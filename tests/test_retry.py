@@ -39,8 +39,12 @@ def hold_each_attempt(endpoint: object, clock: FakeClock, seconds: float) -> lis
     up to 60 s); return the list that collects each attempt's start time."""
     starts: list[float] = []
     events = endpoint.client().meta.events  # type: ignore[attr-defined]
-    events.register("before-call.sagemaker-runtime.InvokeEndpoint", lambda **_: starts.append(clock()))
-    events.register("after-call.sagemaker-runtime.InvokeEndpoint", lambda **_: clock.advance(seconds))
+    events.register(
+        "before-call.sagemaker-runtime.InvokeEndpoint", lambda **_: starts.append(clock())
+    )
+    events.register(
+        "after-call.sagemaker-runtime.InvokeEndpoint", lambda **_: clock.advance(seconds)
+    )
     return starts
 
 
@@ -77,7 +81,9 @@ def test_never_ready_stops_at_the_cap_and_starts_no_attempt_after_it(
 
 
 def test_service_unavailable_then_success(runtime: ScriptedRuntime, clock: FakeClock) -> None:
-    runtime.queue(Reply.error("ServiceUnavailable", 503), Reply.ok(b"fine", content_type="text/plain"))
+    runtime.queue(
+        Reply.error("ServiceUnavailable", 503), Reply.ok(b"fine", content_type="text/plain")
+    )
     result = runtime.endpoint(retry=policy(clock)).invoke("hello", content_type="text/plain")
     assert (result.text(), result.attempts, len(runtime.requests)) == ("fine", 2, 2)
 
@@ -93,7 +99,10 @@ def test_transient_errors_are_bounded(runtime: ScriptedRuntime, clock: FakeClock
 @pytest.mark.parametrize(
     ("reply", "error_type"),
     [
-        (Reply.error("ValidationError", 400, "Endpoint e of account 1 not found."), ValidationError),
+        (
+            Reply.error("ValidationError", 400, "Endpoint e of account 1 not found."),
+            ValidationError,
+        ),
         (Reply.model_error(500, "boom"), ModelError),
         (Reply.error("InternalFailure", 500), InternalFailureError),
     ],
@@ -116,16 +125,28 @@ def test_model_error_carries_the_container_answer(runtime: ScriptedRuntime) -> N
     err = info.value
     assert (err.error_code, err.http_status) == ("ModelError", 424)
     assert (err.original_status_code, err.original_message) == (418, "teapot")
-    assert err.log_stream_arn is not None and err.log_stream_arn.startswith("arn:aws:logs:")
-    assert err.request_id and err.endpoint == "my-ep" and err.operation == "InvokeEndpoint"
-    assert "my-ep" in str(err) and "ModelError" in str(err)
+    assert err.log_stream_arn is not None
+    assert err.log_stream_arn.startswith("arn:aws:logs:")
+    assert err.request_id
+    assert err.endpoint == "my-ep"
+    assert err.operation == "InvokeEndpoint"
+    assert "my-ep" in str(err)
+    assert "ModelError" in str(err)
     clone = pickle.loads(pickle.dumps(err))
     assert type(clone) is ModelError
-    assert (clone.original_status_code, clone.request_id, str(clone)) == (418, err.request_id, str(err))
+    assert (clone.original_status_code, clone.request_id, str(clone)) == (
+        418,
+        err.request_id,
+        str(err),
+    )
 
 
 def test_internal_failure_retried_when_opted_in(runtime: ScriptedRuntime, clock: FakeClock) -> None:
-    runtime.queue(Reply.error("InternalFailure", 500), Reply.error("InternalDependencyException", 530), Reply.ok())
+    runtime.queue(
+        Reply.error("InternalFailure", 500),
+        Reply.error("InternalDependencyException", 530),
+        Reply.ok(),
+    )
     ep = runtime.endpoint(retry=policy(clock).including(RetryReason.INTERNAL))
     assert ep.invoke(b"x").attempts == 3 == len(runtime.requests)
 
@@ -144,7 +165,9 @@ def test_model_out_of_memory_has_its_own_opt_in(runtime: ScriptedRuntime, clock:
 
 def test_read_timeout_is_not_retried_by_default(runtime: ScriptedRuntime, clock: FakeClock) -> None:
     runtime.queue(Reply.stall(), Reply.ok())
-    ep = runtime.endpoint(retry=policy(clock), config=ClientConfig(read_timeout=0.2, sign_requests=False))
+    ep = runtime.endpoint(
+        retry=policy(clock), config=ClientConfig(read_timeout=0.2, sign_requests=False)
+    )
     with pytest.raises(ReadTimeoutError) as info:
         ep.invoke(b"x")
     assert info.value.attempts == 1
@@ -182,7 +205,9 @@ def test_connect_errors_are_retried_and_bounded(clock: FakeClock) -> None:
     assert info.value.attempts == 4
 
 
-def test_dropped_connection_is_not_retried_by_default(runtime: ScriptedRuntime, clock: FakeClock) -> None:
+def test_dropped_connection_is_not_retried_by_default(
+    runtime: ScriptedRuntime, clock: FakeClock
+) -> None:
     from smclient import ConnectionClosedError
 
     runtime.queue(Reply.drop(), Reply.ok())
@@ -208,7 +233,9 @@ def test_on_retry_hook_and_log_records_name_the_attempt_but_never_the_body(
         0.25,
     )
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "logged" in text and "m1" in text and "ModelNotReadyException" in text
+    assert "logged" in text
+    assert "m1" in text
+    assert "ModelNotReadyException" in text
     assert "payload-123" not in text
     assert "payload-123" not in repr(event)
 
@@ -228,7 +255,9 @@ def test_never_sends_exactly_once(runtime: ScriptedRuntime) -> None:
     assert len(runtime.requests) == 1
 
 
-def test_per_call_policy_overrides_the_endpoint_default(runtime: ScriptedRuntime, clock: FakeClock) -> None:
+def test_per_call_policy_overrides_the_endpoint_default(
+    runtime: ScriptedRuntime, clock: FakeClock
+) -> None:
     runtime.queue(Reply.model_not_ready(), Reply.ok())
     ep = runtime.endpoint(retry=RetryPolicy.never())
     assert ep.invoke(b"x", retry=policy(clock)).attempts == 2
@@ -244,7 +273,8 @@ def test_policy_is_a_value() -> None:
     a = RetryPolicy()
     assert a == RetryPolicy()
     b = a.including(RetryReason.INTERNAL)
-    assert RetryReason.INTERNAL in b.retry_on and RetryReason.INTERNAL not in a.retry_on
+    assert RetryReason.INTERNAL in b.retry_on
+    assert RetryReason.INTERNAL not in a.retry_on
     assert b.excluding(RetryReason.INTERNAL) == a
     assert pickle.loads(pickle.dumps(a)) == a
 
