@@ -84,7 +84,8 @@ class FakeContainer:
     token every time, always the first page); ``stuck_on_507`` leaves a model that got 507
     registered with no worker (invoke 503, load 409, DELETE clears) as the reference
     does; ``statuses`` overrides the status of an event (see ``EVENTS``); ``stall`` and
-    ``drop`` name events that never answer or close the connection without an answer.
+    ``drop`` name events that never answer or close the connection without an answer;
+    ``die_after`` names an event after which every request is dropped (a crash).
     """
 
     def __init__(
@@ -104,8 +105,9 @@ class FakeContainer:
         statuses: Mapping[str, int] | None = None,
         stall: Collection[str] = (),
         drop: Collection[str] = (),
+        die_after: str | None = None,
     ) -> None:
-        unknown = (set(statuses or ()) | set(stall) | set(drop)) - EVENTS
+        unknown = (set(statuses or ()) | set(stall) | set(drop) | {die_after} - {None}) - EVENTS
         if unknown or pagination not in PAGINATION:
             raise ValueError(f"unknown event or pagination: {sorted(unknown)} {pagination!r}")
         self.single_model = single_model
@@ -122,6 +124,8 @@ class FakeContainer:
         self.statuses = dict(statuses or {})
         self.stall = frozenset(stall)
         self.drop = frozenset(drop)
+        self.die_after = die_after
+        self.dead = threading.Event()
         self.requests: list[Request] = []
         self.memory_used = 0
         self._models: dict[str, _Model] = {}
@@ -200,6 +204,9 @@ class FakeContainer:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         with self._lock:
             self.requests.append(Request(method, parts.path, query, headers, body))
+        if self.dead.is_set():  # a crashed container: every connection closes unanswered
+            handler.close_connection = True
+            return
         if length > MAX_BODY:
             self._send(handler, 413, b"", {})
             return
@@ -211,6 +218,8 @@ class FakeContainer:
         if event in self.drop:
             handler.close_connection = True
             return
+        if event == self.die_after:
+            self.dead.set()
         if event in self.statuses:
             status = self.statuses[event]
             if not 200 <= status < 300:
