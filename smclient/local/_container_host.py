@@ -1,0 +1,142 @@
+"""Hosting a bring-your-own container already running at a URL.
+
+Single-model contract: ``/invocations`` wrapped as a handler. Multi-model contract: a
+:class:`~smclient.local._multimodel.ModelLoader` whose loads are ``POST /models`` (409
+"already loaded" counts as loaded, 507 makes the cache unload idle models and retry) and
+whose unloads are ``DELETE /models/{name}``; an invoke answering 404 makes the cache
+reload the model and try again, 507 unload others and try again, as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ._handlers import HandlerError, HandlerReply
+from ._multimodel import LoadedModel, ModelGone
+from ._server import ServiceError
+
+__all__ = ["ContainerModelLoader", "ContainerSingle", "container_model_name"]
+
+
+def container_model_name(target_model: str) -> str:
+    """The opaque ``model_name`` sent to the container for a ``TargetModel`` (SageMaker
+    also names models by a hash, not by the TargetModel string)."""
+    return hashlib.sha256(target_model.encode()).hexdigest()[:32]
+
+
+def _message(body: bytes) -> str:
+    """The container's error text (SageMaker passes it on as ``OriginalMessage``)."""
+    return body[:1024].decode("utf-8", "replace")
+
+
+def _reply(response: Any, accept: str | None) -> HandlerReply:
+    if not 200 <= response.status < 300:
+        raise HandlerError(_message(response.body), response.status)
+    return HandlerReply(response.body, response.content_type or accept, response.custom_attributes)
+
+
+def _unreachable(exc: Exception) -> Exception:
+    from ._container import ContainerTimeoutError
+
+    if isinstance(exc, ContainerTimeoutError):  # the model may have run: not retryable
+        return HandlerError("The container did not answer in time.", 504)
+    return ServiceError.unavailable("The model container is not reachable.")
+
+
+class ContainerSingle:
+    """A container's single-model contract (``POST /invocations``) as a handler."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def predict(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+    ) -> HandlerReply:
+        from ._container import ContainerUnreachableError
+
+        try:
+            response = self._client.invoke_single(
+                body, content_type=content_type, accept=accept, custom_attributes=custom_attributes
+            )
+        except ContainerUnreachableError as exc:
+            raise _unreachable(exc) from None
+        return _reply(response, accept)
+
+
+class _ContainerModel:
+    """One model loaded in a multi-model container, as a handler."""
+
+    def __init__(self, client: Any, model_name: str) -> None:
+        self._client = client
+        self.model_name = model_name
+
+    def predict(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+        target_model: str | None = None,
+    ) -> HandlerReply:
+        from ._container import ContainerUnreachableError
+
+        try:
+            response = self._client.invoke(
+                self.model_name,
+                body,
+                content_type=content_type,
+                accept=accept,
+                custom_attributes=custom_attributes,
+                target_model=target_model,
+            )
+        except ContainerUnreachableError as exc:
+            raise _unreachable(exc) from None
+        if response.status == 404:
+            raise ModelGone(self.model_name)
+        return _reply(response, accept)
+
+
+class ContainerModelLoader:
+    """Loads ``TargetModel`` values into a multi-model container. The ``url`` sent is the
+    model's path under ``model_root`` when given (a container on this machine can read
+    it), else ``/opt/ml/models/<model_name>/model`` as on SageMaker."""
+
+    def __init__(self, client: Any, model_root: Path | None) -> None:
+        self._client = client
+        self._root = model_root
+
+    def estimate_size(self, target_model: str) -> int:
+        # The container manages its memory and says 507; sizes come from model_sizes.
+        return 0
+
+    def load(self, target_model: str) -> LoadedModel:
+        from ._container import ContainerError, ContainerUnreachableError
+
+        name = container_model_name(target_model)
+        if self._root is not None:
+            url = str(self._root / target_model)
+        else:
+            url = f"/opt/ml/models/{name}/model"
+        try:
+            self._client.load(name, url)
+        except ContainerUnreachableError as exc:
+            raise _unreachable(exc) from None
+        except ContainerError as exc:
+            if exc.status != 409:  # 409: the container has it already
+                raise HandlerError(exc.message, exc.status) from None
+        return LoadedModel(_ContainerModel(self._client, name), 0)
+
+    def unload(self, target_model: str, model: LoadedModel) -> None:
+        from ._container import ContainerError
+
+        try:
+            self._client.unload(container_model_name(target_model))
+        except ContainerError as exc:
+            if exc.status != 404:  # 404: already gone
+                raise

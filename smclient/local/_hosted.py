@@ -1,0 +1,496 @@
+"""One hosted endpoint: its spec, instances, sessions, models and async worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import _eventstream as es
+from ._handlers import (
+    HandlerError,
+    HandlerReply,
+    ModelHandler,
+    StreamError,
+    as_handler,
+    call_predict,
+    call_stream,
+    load_model_dir,
+    unpack_archive,
+)
+from ._multimodel import DirectoryModelLoader, ModelCache, ModelLoader, MultiModelSettings
+from ._server import (
+    AsyncResult,
+    InvocationRequest,
+    InvocationResult,
+    ServiceError,
+    StreamFaults,
+    StreamResult,
+)
+from ._sessions import DEFAULT_SESSION_TTL, RoundRobin, SessionInfo, SessionStore, is_close_request
+
+__all__ = ["EndpointSpec", "HostedEndpoint"]
+
+_log = logging.getLogger("smclient.local")
+_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+
+
+@attrs.frozen
+class EndpointSpec:
+    """What one local endpoint hosts. Give exactly one model source:
+
+    - ``handler``: a handler object or a plain callable (single model, see
+      :mod:`smclient.local` for the handler protocol);
+    - ``model_dir``: a model directory or ``.tar.gz`` (single model);
+    - ``model_root``: a folder whose entries (directories or ``.tar.gz``) are the
+      ``TargetModel`` values of a multi-model endpoint;
+    - ``container_url``: a running bring-your-own container, single-model contract, or
+      the multi-model contract with ``container_multi_model=True`` (one instance).
+
+    ``loader`` builds a handler from a model directory (default: ``handler.py`` or the
+    inference toolkit's ``inference.py``). ``instance_count`` instances (default 1) share
+    the traffic round robin; sessions stick to theirs. ``session_ttl`` seconds (default
+    1200) with ``clock`` giving seconds since the epoch (default ``time.time``).
+    ``async_config`` (an ``AsyncSettings``) enables ``async-invocations``.
+    ``stream_faults`` injects failures into the streaming route (tests).
+
+    .. versionadded:: 0.1.0
+    """
+
+    name: str
+    handler: object | None = None
+    model_dir: str | os.PathLike[str] | None = None
+    model_root: str | os.PathLike[str] | None = None
+    container_url: str | None = None
+    container_multi_model: bool = False
+    loader: Callable[[Path], object] | None = None
+    variant_name: str = "AllTraffic"
+    instance_count: int = 1
+    multi_model: MultiModelSettings = attrs.field(factory=MultiModelSettings)
+    session_ttl: float = DEFAULT_SESSION_TTL
+    clock: Callable[[], float] = time.time
+    async_config: Any = None
+    stream_faults: StreamFaults | None = None
+    container_timeout: float = 70.0
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.name) > 63 or not _NAME.fullmatch(self.name):
+            raise ValueError(f"invalid endpoint name {self.name!r}")
+        sources = [self.handler, self.model_dir, self.model_root, self.container_url]
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError("give exactly one of handler, model_dir, model_root or container_url")
+        if self.instance_count < 1:
+            raise ValueError("instance_count must be >= 1")
+        if self.container_url is not None and self.instance_count != 1:
+            raise ValueError("a container endpoint has exactly one instance")
+        if self.session_ttl <= 0:
+            raise ValueError("session_ttl must be > 0 seconds")
+
+    @property
+    def is_multi_model(self) -> bool:
+        return self.model_root is not None or (
+            self.container_url is not None and self.container_multi_model
+        )
+
+
+@attrs.define
+class _InstanceCounters:
+    invocations: int = 0
+    errors: int = 0
+
+
+class HostedEndpoint:
+    """Runs one :class:`EndpointSpec`; ``aws`` is the S3/SNS connection for async."""
+
+    def __init__(self, spec: EndpointSpec, workdir: Path, aws: Any = None) -> None:
+        self.spec = spec
+        self._workdir = workdir
+        self._aws = aws
+        self._rr = RoundRobin(spec.instance_count)
+        self._lock = threading.Lock()
+        self._counters = [_InstanceCounters() for _ in range(spec.instance_count)]
+        self._handler: ModelHandler | None = None
+        self._caches: list[ModelCache] = []
+        self._client: Any = None
+        self._worker: Any = None
+        self.sessions = SessionStore(
+            ttl=spec.session_ttl, clock=spec.clock, on_expire=self._release_session
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        spec = self.spec
+        load = spec.loader or load_model_dir
+        if spec.handler is not None:
+            self._handler = as_handler(spec.handler)
+        elif spec.model_dir is not None:
+            path = Path(spec.model_dir)
+            if path.is_file():
+                unpack_archive(path, self._workdir / "model")
+                path = self._workdir / "model"
+            self._handler = as_handler(load(path))
+        elif spec.container_url is not None:
+            from ._container import ContainerClient
+
+            self._client = ContainerClient(spec.container_url, timeout=spec.container_timeout)
+            if not self._client.ping():
+                raise RuntimeError(f"the container at {spec.container_url} failed /ping")
+            if not spec.container_multi_model:
+                from ._container_host import ContainerSingle
+
+                self._handler = ContainerSingle(self._client)
+        for _ in range(spec.instance_count if spec.is_multi_model else 0):
+            loader: ModelLoader
+            if self._client is not None:
+                from ._container_host import ContainerModelLoader
+
+                root = Path(spec.model_root) if spec.model_root is not None else None
+                loader = ContainerModelLoader(self._client, root)
+            else:
+                assert spec.model_root is not None
+                loader = DirectoryModelLoader(Path(spec.model_root), self._workdir, load)
+            self._caches.append(ModelCache(loader, spec.multi_model, endpoint_name=spec.name))
+        if spec.async_config is not None:
+            from ._async import AsyncWorker
+
+            self._worker = AsyncWorker(
+                spec.name, spec.async_config, self._invoke_for_async, aws=self._aws
+            )
+            self._worker.start()
+
+    def close(self, timeout: float = 10.0) -> list[str]:
+        """Stops the async worker, closes sessions, unloads models; returns leftovers."""
+        leftovers: list[str] = []
+        if self._worker is not None:
+            self._worker.close(timeout)
+        for instance, context in self.sessions.drain():
+            self._release_session(instance, context)
+        for cache in self._caches:
+            leftovers += cache.close(timeout)
+        for handler in {id(h): h for h in [self._handler] if h is not None}.values():
+            close = getattr(handler, "close", None)
+            if callable(close) and self.spec.handler is None:
+                close()
+        if self._client is not None:
+            self._client.close()
+        return leftovers
+
+    # -- real time -------------------------------------------------------------------------
+
+    def invoke(self, request: InvocationRequest) -> InvocationResult:
+        self._check_target(request)
+        session_id = request.session_id
+        if session_id == "NEW_SESSION":
+            return self._open_session(request)
+        context: object = None
+        if session_id:
+            info, context = self.sessions.get(session_id)
+            if is_close_request(request.body):
+                return self._close_session(session_id)
+            instance = info.instance
+        else:
+            instance = self._pick(request.target_model)
+        reply = self._run(
+            instance,
+            request,
+            lambda h: call_predict(
+                h,
+                request.body,
+                request.content_type,
+                request.accept,
+                **self._optional(request, context),
+            ),
+        )
+        return InvocationResult(
+            body=reply.body,
+            content_type=reply.content_type or "application/octet-stream",
+            variant=self.spec.variant_name,
+            custom_attributes=reply.custom_attributes,
+        )
+
+    def _optional(self, request: InvocationRequest, context: object) -> dict[str, Any]:
+        return {
+            "custom_attributes": request.custom_attributes,
+            "target_model": request.target_model,
+            "session": context,
+        }
+
+    def _check_target(self, request: InvocationRequest) -> None:
+        name = self.spec.name
+        if request.target_variant is not None and request.target_variant != self.spec.variant_name:
+            raise ServiceError.validation(
+                f"Variant {request.target_variant} does not exist for endpoint {name}."
+            )
+        if self.spec.is_multi_model and not request.target_model:
+            raise ServiceError.validation(
+                f"Endpoint {name} is a multi-model endpoint: the TargetModel header is required."
+            )
+        if not self.spec.is_multi_model and request.target_model is not None:
+            raise ServiceError.validation(
+                f"Endpoint {name} is not a multi-model endpoint and does not support the "
+                "TargetModel header."
+            )
+
+    def _pick(self, target_model: str | None) -> int:
+        if target_model is not None:
+            for index, cache in enumerate(self._caches):
+                if cache.has(target_model):
+                    return index
+        return self._rr.next()
+
+    def _run(
+        self, instance: int, request: InvocationRequest, fn: Callable[[ModelHandler], HandlerReply]
+    ) -> HandlerReply:
+        counters = self._counters[instance]
+        with self._lock:
+            counters.invocations += 1
+        try:
+            if self._caches:
+                assert request.target_model is not None
+                return self._caches[instance].call(request.target_model, fn)
+            assert self._handler is not None
+            return fn(self._handler)
+        except ServiceError:
+            self._count_error(instance)
+            raise
+        except HandlerError as exc:
+            self._count_error(instance)
+            raise ServiceError.model_error(self.spec.name, exc.status_code, exc.message) from None
+        except Exception as exc:
+            self._count_error(instance)
+            _log.warning("local endpoint %s: handler raised %s", self.spec.name, type(exc).__name__)
+            raise ServiceError.model_error(
+                self.spec.name, 500, f"The model raised {type(exc).__name__}."
+            ) from None
+
+    def _count_error(self, instance: int) -> None:
+        with self._lock:
+            self._counters[instance].errors += 1
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def _session_handler(self) -> object:
+        return self._handler  # multi-model endpoints use the default context
+
+    def _open_session(self, request: InvocationRequest) -> InvocationResult:
+        instance = self._pick(request.target_model)
+        opener = getattr(self._session_handler(), "open_session", None)
+        try:
+            context = opener(request.body) if callable(opener) else {}
+        except HandlerError as exc:
+            raise ServiceError.model_error(self.spec.name, exc.status_code, exc.message) from None
+        info = self.sessions.open(instance, context)
+        body = {"SessionId": info.session_id, "Expires": info.header.split("=", 1)[1]}
+        return InvocationResult(
+            body=json.dumps(body).encode(),
+            content_type="application/json",
+            variant=self.spec.variant_name,
+            new_session_id=info.header,
+        )
+
+    def _close_session(self, session_id: str) -> InvocationResult:
+        info, context = self.sessions.close(session_id)
+        closer = getattr(self._session_handler(), "close_session", None)
+        if callable(closer):
+            try:
+                closer(context)
+            except HandlerError as exc:
+                raise ServiceError.model_error(
+                    self.spec.name, exc.status_code, exc.message
+                ) from None
+        return InvocationResult(
+            body=json.dumps({"ClosedSessionId": session_id}).encode(),
+            content_type="application/json",
+            variant=self.spec.variant_name,
+            closed_session_id=info.session_id,
+        )
+
+    def _release_session(self, instance: int, context: object) -> None:
+        closer = getattr(self._session_handler(), "close_session", None)
+        if callable(closer):
+            try:
+                closer(context)
+            except Exception:
+                _log.warning("local endpoint %s: close_session failed", self.spec.name)
+
+    def open_sessions(self) -> list[SessionInfo]:
+        return self.sessions.sessions()
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def invoke_stream(self, request: InvocationRequest) -> StreamResult:
+        if request.session_id == "NEW_SESSION":
+            raise ServiceError.validation(
+                "InvokeEndpointWithResponseStream cannot create a session; open it with "
+                "InvokeEndpoint first."
+            )
+        if self.spec.is_multi_model:
+            raise ServiceError.validation(
+                f"Endpoint {self.spec.name} is a multi-model endpoint, which does not support "
+                "response streaming."
+            )
+        self._check_target(request)
+        context: object = None
+        if request.session_id:
+            info, context = self.sessions.get(request.session_id)
+            instance = info.instance
+        else:
+            instance = self._rr.next()
+        chunks: Iterator[bytes] = iter(())  # replaced below
+        first: list[bytes] = []
+
+        def start(handler: ModelHandler) -> HandlerReply:
+            nonlocal chunks
+            chunks = call_stream(
+                handler,
+                request.body,
+                request.content_type,
+                request.accept,
+                **self._optional(request, context),
+            )
+            try:
+                first.append(next(chunks))
+            except StopIteration:
+                pass
+            except StreamError as exc:  # a stream error before the first byte is an event too
+                first.append(b"")
+                chunks = _raising(exc)
+            return HandlerReply(b"")
+
+        self._run(instance, request, start)
+        return StreamResult(
+            events=_events(first, chunks),
+            content_type=request.accept or "application/octet-stream",
+            variant=self.spec.variant_name,
+            faults=self.spec.stream_faults,
+        )
+
+    # -- async -----------------------------------------------------------------------------
+
+    def invoke_async(self, headers: Mapping[str, str]) -> AsyncResult:
+        if self._worker is None:
+            raise ServiceError.validation(
+                f"Endpoint {self.spec.name} is not configured for asynchronous inference."
+            )
+        from ._async import AsyncRequest, AsyncRequestError
+
+        kwargs: dict[str, Any] = {}
+        names = {
+            "content_type": "x-amzn-sagemaker-content-type",
+            "accept": "x-amzn-sagemaker-accept",
+            "custom_attributes": "x-amzn-sagemaker-custom-attributes",
+            "inference_id": "x-amzn-sagemaker-inference-id",
+            "s3_output_path_extension": "x-amzn-sagemaker-s3outputpathextension",
+            "filename": "x-amzn-sagemaker-filename",
+            "request_ttl_seconds": "x-amzn-sagemaker-requestttlseconds",
+            "invocation_timeout_seconds": "x-amzn-sagemaker-invocationtimeoutseconds",
+        }
+        for field, header in names.items():
+            if header in headers:
+                kwargs[field] = headers[header]
+        for field in ("request_ttl_seconds", "invocation_timeout_seconds"):
+            if field in kwargs:
+                try:
+                    kwargs[field] = int(kwargs[field])
+                except ValueError:
+                    raise ServiceError.validation(f"{field} must be an integer.") from None
+        location = headers.get("x-amzn-sagemaker-inputlocation")
+        if not location:
+            raise ServiceError.validation("The InputLocation header is required.")
+        try:
+            accepted = self._worker.submit(AsyncRequest(input_location=location, **kwargs))
+        except AsyncRequestError as exc:
+            raise ServiceError.validation(str(exc)) from None
+        return AsyncResult(
+            accepted.inference_id, accepted.output_location, accepted.failure_location
+        )
+
+    def _invoke_for_async(self, body: bytes, request: Any) -> Any:
+        from ._async import ModelReply
+
+        fake = InvocationRequest(
+            endpoint_name=self.spec.name,
+            body=body,
+            request_id="async",
+            content_type=request.content_type,
+            accept=request.accept,
+            custom_attributes=request.custom_attributes,
+        )
+        try:
+            reply = self._run(
+                self._rr.next(),
+                fake,
+                lambda h: call_predict(
+                    h, body, request.content_type, request.accept, **self._optional(fake, None)
+                ),
+            )
+        except ServiceError as exc:
+            status = int(exc.fields.get("OriginalStatusCode", exc.status))  # type: ignore[call-overload]
+            message = str(exc.fields.get("OriginalMessage", exc.message))
+            return ModelReply(status, b"", None, message)
+        return ModelReply(200, reply.body, reply.content_type)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        sessions = self.sessions.sessions()
+        instances = []
+        for index, counters in enumerate(self._counters):
+            entry: dict[str, Any] = {
+                "index": index,
+                "invocations": counters.invocations,
+                "errors": counters.errors,
+                "sessions": sum(1 for s in sessions if s.instance == index),
+            }
+            if self._caches:
+                cache = self._caches[index]
+                entry["memory_used_bytes"] = cache.memory_used()
+                entry["models"] = {n: attrs.asdict(s) for n, s in cache.stats().items()}
+            instances.append(entry)
+        return {
+            "variant": self.spec.variant_name,
+            "multi_model": self.spec.is_multi_model,
+            "sessions": len(sessions),
+            "instances": instances,
+        }
+
+    def model_caches(self) -> list[ModelCache]:
+        return list(self._caches)
+
+
+def _raising(exc: BaseException) -> Iterator[bytes]:
+    raise exc
+    yield b""  # pragma: no cover
+
+
+def _events(first: list[bytes], chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Event-stream messages for the chunks; a failing model ends with an error event."""
+    try:
+        for chunk in first:
+            if chunk:
+                yield es.payload_part(chunk)
+        for chunk in chunks:
+            if chunk:
+                yield es.payload_part(chunk)
+    except StreamError as exc:
+        yield es.model_stream_error(exc.message, exc.error_code)
+    except HandlerError as exc:
+        yield es.model_stream_error(exc.message, "StreamBroken")
+    except Exception as exc:
+        _log.warning("local endpoint: model stream raised %s", type(exc).__name__)
+        yield es.model_stream_error(
+            f"The model stream raised {type(exc).__name__}.", "StreamBroken"
+        )
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,262 @@
+"""``LocalRuntime`` (several endpoints on one loopback server) and ``LocalEndpoint`` (one).
+
+Startup binds a free port on 127.0.0.1 and waits until the server answers; shutdown
+stops the server, closes every connection, joins every thread, unloads models, stops
+the async workers and the embedded moto server, and removes the temporary directory
+where model archives were unpacked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Self
+
+from ._hosted import EndpointSpec, HostedEndpoint
+from ._multimodel import ModelStats
+from ._server import (
+    AsyncResult,
+    InvocationRequest,
+    InvocationResult,
+    LoopbackServer,
+    ServiceError,
+    StreamResult,
+)
+from ._sessions import SessionInfo
+
+if TYPE_CHECKING:
+    from .._endpoint import Endpoint
+
+__all__ = ["LocalEndpoint", "LocalRuntime"]
+
+
+class LocalRuntime:
+    """Serves the SageMaker runtime API for ``endpoints`` on loopback.
+
+    ``with LocalRuntime([EndpointSpec("a", handler=fn), ...]) as rt:`` then
+    ``rt.url`` for boto3's ``endpoint_url`` or ``rt.endpoint("a")`` for a ready
+    :class:`smclient.Endpoint`. ``aws``: the S3/SNS connection of async endpoints
+    (an ``AWSConnection``); by default an embedded moto server is started when an
+    endpoint has ``async_config``. ``host``/``port``: default 127.0.0.1 and a free port.
+    Timeouts in seconds.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        endpoints: Iterable[EndpointSpec] = (),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        aws: Any = None,
+        startup_timeout: float = 10.0,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        self._specs = list(endpoints)
+        names = [s.name for s in self._specs]
+        if len(set(names)) != len(names):
+            raise ValueError("endpoint names must be unique")
+        self._host, self._port = host, port
+        self._aws = aws
+        self._startup_timeout = startup_timeout
+        self._shutdown_timeout = shutdown_timeout
+        self._lock = threading.Lock()
+        self._hosted: dict[str, HostedEndpoint] = {}
+        self._server: LoopbackServer | None = None
+        self._embedded: Any = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._state = "new"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Starts the endpoints and the server; on failure undoes what was started."""
+        if self._state != "new":
+            raise RuntimeError(f"a LocalRuntime starts once (it is {self._state})")
+        self._state = "running"
+        try:
+            self._tmp = tempfile.TemporaryDirectory(prefix="smclient-local-")
+            aws = self._aws
+            if aws is None and any(s.async_config is not None for s in self._specs):
+                from ._async import EmbeddedAWS
+
+                self._embedded = EmbeddedAWS()
+                self._embedded.__enter__()
+                aws = self._embedded
+            for spec in self._specs:
+                workdir = Path(self._tmp.name) / spec.name
+                workdir.mkdir()
+                hosted = HostedEndpoint(spec, workdir, aws)
+                self._hosted[spec.name] = hosted
+                hosted.start()
+            self._server = LoopbackServer(self, host=self._host, port=self._port)
+            self._server.start(self._startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> list[str]:
+        """Stops everything (idempotent); returns names of threads still running at the
+        deadline (empty when shutdown was clean)."""
+        if self._state == "closed":
+            return []
+        self._state = "closed"
+        leftovers: list[str] = []
+        if self._server is not None:
+            leftovers += self._server.close(self._shutdown_timeout)
+        for hosted in self._hosted.values():
+            with contextlib.suppress(Exception):
+                leftovers += hosted.close(self._shutdown_timeout)
+        if self._embedded is not None:
+            self._embedded.__exit__(None, None, None)
+            self._embedded = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        return leftovers
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- access --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, the ``endpoint_url`` for boto3 / smclient."""
+        if self._server is None:
+            raise RuntimeError("the LocalRuntime is not running")
+        return self._server.url
+
+    @property
+    def endpoint_names(self) -> list[str]:
+        return [s.name for s in self._specs]
+
+    @property
+    def aws(self) -> Any:
+        """The S3/SNS connection of async endpoints (the embedded moto server by default)."""
+        return self._embedded if self._embedded is not None else self._aws
+
+    @property
+    def workdir(self) -> Path:
+        """The temporary directory (removed on close)."""
+        if self._tmp is None:
+            raise RuntimeError("the LocalRuntime is not running")
+        return Path(self._tmp.name)
+
+    def endpoint(self, name: str | None = None, **kwargs: Any) -> Endpoint:
+        """A :class:`smclient.Endpoint` for the endpoint ``name`` (default: the only one),
+        unsigned, region ``us-east-1``; ``kwargs`` go to ``Endpoint`` (e.g. ``retry``)."""
+        from .._clients import ClientConfig
+        from .._endpoint import Endpoint
+
+        name = self._default_name(name)
+        kwargs.setdefault("config", ClientConfig(sign_requests=False))
+        return Endpoint(name, region="us-east-1", endpoint_url=self.url, **kwargs)
+
+    def boto3_client(self) -> Any:
+        """A plain boto3 ``sagemaker-runtime`` client for this server (dummy credentials,
+        botocore retries pinned to one attempt)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        )
+
+    def _default_name(self, name: str | None) -> str:
+        if name is not None:
+            return name
+        if len(self._specs) != 1:
+            raise ValueError("this runtime hosts several endpoints: name one")
+        return self._specs[0].name
+
+    def hosted(self, name: str | None = None) -> HostedEndpoint:
+        """The running endpoint ``name`` (counters, caches, sessions)."""
+        return self._hosted[self._default_name(name)]
+
+    def stats(self) -> dict[str, Any]:
+        """The JSON-ready status served at ``GET /_smclient/status``."""
+        return self.status()
+
+    def model_stats(self, name: str | None = None, instance: int = 0) -> dict[str, ModelStats]:
+        """Per-``TargetModel`` counters of one instance of a multi-model endpoint."""
+        return self.hosted(name).model_caches()[instance].stats()
+
+    def sessions(self, name: str | None = None) -> list[SessionInfo]:
+        """The open sessions of an endpoint."""
+        return self.hosted(name).open_sessions()
+
+    def unload_model(self, target_model: str, name: str | None = None) -> int:
+        """Unloads an idle model from every instance; returns how many unloaded it."""
+        return sum(c.unload(target_model) for c in self.hosted(name).model_caches())
+
+    # -- the server's Application --------------------------------------------------------
+
+    def _get(self, name: str) -> HostedEndpoint:
+        hosted = self._hosted.get(name)
+        if hosted is None:
+            raise ServiceError.endpoint_not_found(name)
+        return hosted
+
+    def invoke(self, request: InvocationRequest) -> InvocationResult:
+        return self._get(request.endpoint_name).invoke(request)
+
+    def invoke_stream(self, request: InvocationRequest) -> StreamResult:
+        return self._get(request.endpoint_name).invoke_stream(request)
+
+    def invoke_async(self, endpoint_name: str, headers: Mapping[str, str]) -> AsyncResult:
+        return self._get(endpoint_name).invoke_async(headers)
+
+    def status(self) -> dict[str, Any]:
+        return {"endpoints": {n: h.status() for n, h in self._hosted.items()}}
+
+
+class LocalEndpoint(LocalRuntime):
+    """One local endpoint: ``with LocalEndpoint(handler) as ep: ep.endpoint().invoke(...)``.
+
+    The first argument is a handler or callable; other sources and settings are
+    :class:`EndpointSpec` keywords (``model_dir=``, ``model_root=``, ``container_url=``,
+    ``instance_count=``, ``multi_model=``...). ``name`` defaults to ``"local-endpoint"``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        handler: object | None = None,
+        *,
+        name: str = "local-endpoint",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        aws: Any = None,
+        startup_timeout: float = 10.0,
+        shutdown_timeout: float = 10.0,
+        **spec: Any,
+    ) -> None:
+        super().__init__(
+            [EndpointSpec(name, handler=handler, **spec)],
+            host=host,
+            port=port,
+            aws=aws,
+            startup_timeout=startup_timeout,
+            shutdown_timeout=shutdown_timeout,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.endpoint_names[0]

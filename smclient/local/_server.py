@@ -1,0 +1,531 @@
+"""The loopback HTTP server: routes and wire format of the SageMaker runtime (rest-json).
+
+Errors are answered as the service does, so botocore parses them into the right code:
+status, an ``x-amzn-ErrorType`` header and a JSON body with ``message`` (plus the modelled
+fields of ``ModelError`` at the top level). Every response carries ``x-amzn-RequestId``.
+What an endpoint does is behind the :class:`Application` protocol (see ``_hosted.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import logging
+import re
+import socket
+import socketserver
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+from . import _eventstream
+
+__all__ = [
+    "ACCOUNT_ID",
+    "MAX_PAYLOAD_BYTES",
+    "Application",
+    "AsyncResult",
+    "InvocationRequest",
+    "InvocationResult",
+    "LoopbackServer",
+    "ServiceError",
+    "StreamFaults",
+    "StreamResult",
+]
+
+_log = logging.getLogger("smclient.local")
+
+ACCOUNT_ID = "123456789012"
+MAX_PAYLOAD_BYTES = 6_291_456  # the runtime's real-time limit (6 MB)
+# Bodies above the limit are still read (so the client sees the 400, not a reset) up to
+# this size; beyond it the connection is closed after the answer.
+_DRAIN_LIMIT = 64 * 1024 * 1024
+
+_ROUTE = re.compile(
+    r"/endpoints/(?P<name>[^/]+)/(?P<action>invocations|invocations-response-stream|"
+    r"async-invocations)"
+)
+_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_SESSION = re.compile(r"NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_PRINTABLE = re.compile(r"\S[\x20-\x7e]*")
+
+
+class ServiceError(Exception):
+    """An error answer: ``code`` (``x-amzn-ErrorType``), HTTP ``status``, ``message`` and
+    extra modelled ``fields`` put at the top level of the JSON body."""
+
+    def __init__(self, code: str, status: int, message: str, **fields: object) -> None:
+        super().__init__(code, status, message)
+        self.code = code
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+    @classmethod
+    def validation(cls, message: str) -> ServiceError:
+        return cls("ValidationError", 400, message)
+
+    @classmethod
+    def not_ready(cls, message: str) -> ServiceError:
+        return cls("ModelNotReadyException", 429, message)
+
+    @classmethod
+    def unavailable(cls, message: str) -> ServiceError:
+        return cls("ServiceUnavailable", 503, message)
+
+    @classmethod
+    def model_error(cls, endpoint: str, status: int, message: str) -> ServiceError:
+        """``ModelError`` 424 worded as the service words it, with its three fields."""
+        group = f"/aws/sagemaker/Endpoints/{endpoint}"
+        kind = "client" if 400 <= status < 500 else "server"
+        text = (
+            f'Received {kind} error ({status}) from primary with message "{message}". '
+            f"See https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+            f"#logEventViewer:group={group} in account {ACCOUNT_ID} for more information."
+        )
+        return cls(
+            "ModelError",
+            424,
+            text,
+            OriginalStatusCode=status,
+            OriginalMessage=message,
+            LogStreamArn=f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:{group}",
+        )
+
+    @classmethod
+    def endpoint_not_found(cls, name: str) -> ServiceError:
+        return cls.validation(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+
+
+@attrs.frozen
+class InvocationRequest:
+    """One parsed ``invocations`` / ``invocations-response-stream`` request."""
+
+    endpoint_name: str
+    body: bytes
+    request_id: str
+    content_type: str | None = None
+    accept: str | None = None
+    custom_attributes: str | None = None
+    target_model: str | None = None
+    target_variant: str | None = None
+    target_container_hostname: str | None = None
+    inference_id: str | None = None
+    session_id: str | None = None
+    inference_component: str | None = None
+
+
+@attrs.frozen
+class InvocationResult:
+    """A real-time answer."""
+
+    body: bytes
+    content_type: str
+    variant: str
+    custom_attributes: str | None = None
+    new_session_id: str | None = None
+    closed_session_id: str | None = None
+
+
+@attrs.frozen
+class StreamFaults:
+    """Test knobs for the streaming route: after ``cut_after_events`` events the
+    connection is cut (the client sees ``urllib3.exceptions.ProtocolError``); after
+    ``stall_after_events`` the server pauses until ``stall_release`` is set or
+    ``stall_timeout`` seconds pass (the client's read timeout fires first).
+
+    .. versionadded:: 0.1.0
+    """
+
+    cut_after_events: int | None = None
+    stall_after_events: int | None = None
+    stall_release: threading.Event | None = None
+    stall_timeout: float = 10.0
+
+
+@attrs.frozen
+class StreamResult:
+    """A streamed answer: already-encoded event-stream messages."""
+
+    events: Iterator[bytes]
+    content_type: str
+    variant: str
+    custom_attributes: str | None = None
+    faults: StreamFaults | None = None
+
+
+@attrs.frozen
+class AsyncResult:
+    """The 202 answer of ``async-invocations``."""
+
+    inference_id: str
+    output_location: str
+    failure_location: str | None = None
+
+
+class Application(Protocol):
+    """What the server asks of the endpoints it hosts."""
+
+    def invoke(self, request: InvocationRequest) -> InvocationResult: ...
+
+    def invoke_stream(self, request: InvocationRequest) -> StreamResult: ...
+
+    def invoke_async(self, endpoint_name: str, headers: Mapping[str, str]) -> AsyncResult: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def _check(value: str | None, member: str, *, max_len: int, pattern: re.Pattern[str]) -> None:
+    if value is None:
+        return
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    prefix = f"1 validation error detected: Value '{shown}' at '{member}' failed to satisfy"
+    if not value or len(value) > max_len:
+        raise ServiceError.validation(
+            f"{prefix} constraint: Member must have length between 1 and {max_len}"
+        )
+    if not pattern.fullmatch(value):
+        raise ServiceError.validation(
+            f"{prefix} constraint: Member must satisfy regular expression pattern: "
+            f"{pattern.pattern}"
+        )
+
+
+def _header_value(value: str) -> str:
+    # A handler's value must not be able to inject headers.
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+class _RequestHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "smclient-local"
+    timeout = 120  # idle keep-alive connections are closed after this many seconds
+    server: _HTTPServer
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        _log.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Malformed request lines and headers: a JSON error, never an HTML page.
+        self.close_connection = True
+        self._send_error(
+            ServiceError(
+                "ValidationError" if code < 500 else "InternalFailure", code, message or ""
+            ),
+            str(uuid.uuid4()),
+        )
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _send(self, status: int, headers: Mapping[str, str], body: bytes, request_id: str) -> None:
+        self.send_response(status)
+        self.send_header("x-amzn-RequestId", request_id)
+        for name, value in headers.items():
+            self.send_header(name, _header_value(value))
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_error(self, error: ServiceError, request_id: str) -> None:
+        payload: dict[str, object] = {"message": error.message, **error.fields}
+        headers = {"x-amzn-ErrorType": error.code, "Content-Type": "application/json"}
+        self._send(error.status, headers, json.dumps(payload).encode(), request_id)
+
+    def _read_body(self) -> bytes:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self.close_connection = True
+                raise ServiceError.validation("Chunked request bodies are not supported.")
+            return b""
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise ServiceError.validation("Invalid Content-Length header.") from None
+        if length > _DRAIN_LIMIT:
+            self.close_connection = True
+        elif length > MAX_PAYLOAD_BYTES:
+            while length > 0:  # drain so the client reads our answer, not a reset
+                chunk = self.rfile.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                length -= len(chunk)
+        else:
+            body = self.rfile.read(length)
+            if len(body) == length:
+                return body
+            self.close_connection = True
+            raise ServiceError.validation("Request body shorter than its Content-Length.")
+        raise ServiceError.validation(
+            f"Request payload exceeds the maximum size of {MAX_PAYLOAD_BYTES} bytes."
+        )
+
+    def _handle(self, method: str) -> None:
+        request_id = str(uuid.uuid4())
+        app = self.server.app
+        try:
+            path = urlsplit(self.path).path
+            if method == "GET" and path == "/ping":
+                self._send(200, {}, b"", request_id)
+                return
+            if method == "GET" and path == "/_smclient/status":
+                body = json.dumps(app.status(), sort_keys=True).encode()
+                self._send(200, {"Content-Type": "application/json"}, body, request_id)
+                return
+            match = _ROUTE.fullmatch(path)
+            if method != "POST" or match is None:
+                self._read_body()
+                raise ServiceError("UnknownOperationException", 404, "Unknown operation.")
+            body = self._read_body()
+            name = unquote(match["name"])
+            _check(name, "endpointName", max_len=63, pattern=_NAME)
+            if match["action"] == "async-invocations":
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                accepted = app.invoke_async(name, headers)
+                out = {"X-Amzn-SageMaker-OutputLocation": accepted.output_location}
+                if accepted.failure_location:
+                    out["X-Amzn-SageMaker-FailureLocation"] = accepted.failure_location
+                out["Content-Type"] = "application/json"
+                data = json.dumps({"InferenceId": accepted.inference_id}).encode()
+                self._send(202, out, data, request_id)
+                return
+            streaming = match["action"] == "invocations-response-stream"
+            request = self._parse(name, body, request_id, streaming=streaming)
+            if streaming:
+                self._send_stream(app.invoke_stream(request), request_id)
+            else:
+                self._send_result(app.invoke(request), request_id)
+        except ServiceError as error:
+            self._send_error(error, request_id)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            _log.exception("local endpoint: internal failure (request %s)", request_id)
+            failure = ServiceError("InternalFailure", 500, "An internal error occurred.")
+            with contextlib.suppress(OSError):
+                self._send_error(failure, request_id)
+
+    def _parse(
+        self, name: str, body: bytes, request_id: str, *, streaming: bool
+    ) -> InvocationRequest:
+        h = self.headers
+        accept = h.get("X-Amzn-SageMaker-Accept") if streaming else h.get("Accept")
+        request = InvocationRequest(
+            endpoint_name=name,
+            body=body,
+            request_id=request_id,
+            content_type=h.get("Content-Type"),
+            accept=accept,
+            custom_attributes=h.get("X-Amzn-SageMaker-Custom-Attributes"),
+            target_model=h.get("X-Amzn-SageMaker-Target-Model"),
+            target_variant=h.get("X-Amzn-SageMaker-Target-Variant"),
+            target_container_hostname=h.get("X-Amzn-SageMaker-Target-Container-Hostname"),
+            inference_id=h.get("X-Amzn-SageMaker-Inference-Id"),
+            session_id=h.get("X-Amzn-SageMaker-Session-Id"),
+            inference_component=h.get("X-Amzn-SageMaker-Inference-Component"),
+        )
+        ascii_ = re.compile(r"[\x00-\x7f]*")
+        _check(request.content_type, "contentType", max_len=1024, pattern=ascii_)
+        _check(request.accept, "accept", max_len=1024, pattern=ascii_)
+        if request.custom_attributes is not None and request.custom_attributes:
+            _check(request.custom_attributes, "customAttributes", max_len=1024, pattern=ascii_)
+        _check(request.target_model, "targetModel", max_len=1024, pattern=_PRINTABLE)
+        _check(request.target_variant, "targetVariant", max_len=63, pattern=_NAME)
+        _check(request.inference_id, "inferenceId", max_len=64, pattern=_PRINTABLE)
+        _check(request.session_id, "sessionId", max_len=256, pattern=_SESSION)
+        return request
+
+    def _send_result(self, result: InvocationResult, request_id: str) -> None:
+        headers = {
+            "Content-Type": result.content_type,
+            "x-Amzn-Invoked-Production-Variant": result.variant,
+        }
+        if result.custom_attributes is not None:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = result.custom_attributes
+        if result.new_session_id is not None:
+            headers["X-Amzn-SageMaker-New-Session-Id"] = result.new_session_id
+        if result.closed_session_id is not None:
+            headers["X-Amzn-SageMaker-Closed-Session-Id"] = result.closed_session_id
+        self._send(200, headers, result.body, request_id)
+
+    def _send_stream(self, result: StreamResult, request_id: str) -> None:
+        # Chunked transfer encoding: with a Content-Length botocore would wait for the
+        # whole body before yielding the first event.
+        self.send_response(200)
+        self.send_header("x-amzn-RequestId", request_id)
+        self.send_header("Content-Type", _eventstream.CONTENT_TYPE)
+        self.send_header("X-Amzn-SageMaker-Content-Type", _header_value(result.content_type))
+        self.send_header("x-Amzn-Invoked-Production-Variant", _header_value(result.variant))
+        if result.custom_attributes is not None:
+            self.send_header(
+                "X-Amzn-SageMaker-Custom-Attributes", _header_value(result.custom_attributes)
+            )
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        faults = result.faults or StreamFaults()
+        sent = 0
+        try:
+            for event in result.events:
+                if faults.stall_after_events is not None and sent == faults.stall_after_events:
+                    release = faults.stall_release or threading.Event()
+                    release.wait(faults.stall_timeout)
+                if faults.cut_after_events is not None and sent >= faults.cut_after_events:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(b"%X\r\n%s\r\n" % (len(event), event))
+                sent += 1
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        except Exception:
+            # Headers are out: the failure can only be told as an event.
+            _log.exception("local endpoint: stream failed (request %s)", request_id)
+            event = _eventstream.internal_stream_failure("An internal error occurred.")
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(event), event))
+        finally:
+            close = getattr(result.events, "close", None)
+            if close is not None:
+                close()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class _HTTPServer(http.server.HTTPServer):
+    """An HTTPServer with one tracked thread per connection, so that shutdown can close
+    every connection (idle keep-alive ones included) and join every thread."""
+
+    daemon_threads = False
+
+    def __init__(self, address: tuple[str, int], app: Application) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._connections: set[socket.socket] = set()
+        self._closing = False
+        super().__init__(address, _RequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name (getfqdn), which can take seconds.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"smclient-local-conn-{client_address[1]}",
+        )
+        with self._lock:
+            if self._closing:
+                self.shutdown_request(request)
+                return
+            self._threads.add(thread)
+            self._connections.add(request)
+        thread.start()
+
+    def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # pragma: no cover - the handler catches its own errors
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self._lock:
+                self._connections.discard(request)
+                self._threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _log.debug("local endpoint: connection error from %s", client_address, exc_info=True)
+
+    def close_all(self, timeout: float) -> list[str]:
+        """Closes every open connection and joins the connection threads; returns the
+        names of threads still running at the deadline."""
+        with self._lock:
+            self._closing = True
+            connections = list(self._connections)
+            threads = list(self._threads)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]
+
+
+class LoopbackServer:
+    """Serves an :class:`Application` on ``host``:``port`` (default 127.0.0.1, a free port)."""
+
+    def __init__(self, app: Application, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._httpd = _HTTPServer((host, port), app)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Starts serving and waits (up to ``timeout`` seconds) until ``/ping`` answers."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"smclient-local-server-{self.port}",
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                    s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if s.recv(12).startswith(b"HTTP/1.1 200"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                raise TimeoutError(f"local endpoint did not start within {timeout} s")
+            time.sleep(0.01)
+
+    def close(self, timeout: float = 10.0) -> list[str]:
+        """Stops accepting, closes all connections, joins all threads (up to ``timeout``
+        seconds) and closes the socket; returns the names of threads left running."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        leftovers = self._httpd.close_all(timeout)
+        self._httpd.server_close()
+        return leftovers
