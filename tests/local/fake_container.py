@@ -83,7 +83,8 @@ class FakeContainer:
     ``"repeat_token"`` (always the first page and token ``"0"``) or ``"endless"`` (a new
     token every time, always the first page); ``stuck_on_507`` leaves a model that got 507
     registered with no worker (invoke 503, load 409, DELETE clears) as the reference
-    does; ``statuses`` overrides the status of an event (see ``EVENTS``); ``stall`` and
+    does; ``statuses`` overrides the status of an event (see ``EVENTS``) and ``bodies``
+    its body (raw bytes); ``stall`` and
     ``drop`` name events that never answer or close the connection without an answer;
     ``die_after`` names an event after which every request is dropped (a crash).
     """
@@ -103,11 +104,14 @@ class FakeContainer:
         pagination: str = "offset",
         stuck_on_507: bool = False,
         statuses: Mapping[str, int] | None = None,
+        bodies: Mapping[str, bytes] | None = None,
         stall: Collection[str] = (),
         drop: Collection[str] = (),
         die_after: str | None = None,
     ) -> None:
-        unknown = (set(statuses or ()) | set(stall) | set(drop) | {die_after} - {None}) - EVENTS
+        unknown = (
+            set(statuses or ()) | set(bodies or ()) | set(stall) | set(drop) | {die_after} - {None}
+        ) - EVENTS
         if unknown or pagination not in PAGINATION:
             raise ValueError(f"unknown event or pagination: {sorted(unknown)} {pagination!r}")
         self.single_model = single_model
@@ -122,6 +126,7 @@ class FakeContainer:
         self.pagination = pagination
         self.stuck_on_507 = stuck_on_507
         self.statuses = dict(statuses or {})
+        self.bodies = dict(bodies or {})
         self.stall = frozenset(stall)
         self.drop = frozenset(drop)
         self.die_after = die_after
@@ -224,6 +229,7 @@ class FakeContainer:
             status = self.statuses[event]
             if not 200 <= status < 300:
                 payload = _error(status, f"status overridden for {event}")
+        payload = self.bodies.get(event, payload)
         self._send(handler, status, payload, extra)
 
     def _send(
