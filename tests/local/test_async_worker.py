@@ -488,8 +488,20 @@ def test_concurrency_is_bounded_and_the_rest_waits_in_the_backlog(env: Env, gate
     assert done == {f"r{i}" for i in range(6)}
     assert gate.peak == 2
     assert sorted(gate.order[:2]) == ["r0", "r1"]
-    assert gate.order[2:] == ["r2", "r3", "r4", "r5"]  # the backlog is first in, first out
     assert worker.stats() == type(stats)(backlog=0, in_flight=0, completed=6, failed=0)
+
+
+def test_the_backlog_is_first_in_first_out(env: Env, gate: Gate) -> None:
+    worker = env.worker(gate, max_concurrent_invocations=1)
+    worker.submit(AsyncRequest(env.put_input(), inference_id="r0"))
+    wait_until(lambda: gate.count() == 1)
+    for i in range(1, 4):
+        worker.submit(AsyncRequest(env.put_input(), inference_id=f"r{i}"))
+    assert worker.stats().backlog == 3
+    gate.release.set()
+    assert [env.next()["inferenceId"] for _ in range(4)] == ["r0", "r1", "r2", "r3"]
+    assert gate.order == ["r0", "r1", "r2", "r3"]
+    assert gate.peak == 1
 
 
 def test_close_fails_queued_and_running_requests_and_leaves_no_thread(env: Env, gate: Gate) -> None:
