@@ -448,7 +448,10 @@ def _read_body(
     chunks: list[bytes] = []
     while True:
         _shrink_timeout(sock, deadline)
-        chunk = response.read(_CHUNK)
+        # read1: at most one system call, so the deadline is checked between them.
+        chunk = response.read1(_CHUNK)
         if not chunk:
+            if response.length:  # the container closed before the Content-Length was sent
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
             return b"".join(chunks)
         chunks.append(chunk)

@@ -48,6 +48,11 @@ EVENTS = frozenset(
 PAGINATION = frozenset({"offset", "none", "repeat_token", "endless"})
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops bursts of connects (1 s SYN retries)
+    daemon_threads = False  # server_close() joins every handler thread
+
+
 @attrs.frozen
 class Request:
     """A request that reached the fake: method, path (without query), query, lower-case
@@ -183,8 +188,7 @@ class FakeContainer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = False  # server_close() joins every handler thread
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}
         )

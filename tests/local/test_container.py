@@ -94,9 +94,12 @@ def test_load_of_a_missing_model_directory_is_404() -> None:
 
 
 def test_a_container_that_ignores_the_json_body_answers_400() -> None:
-    with FakeContainer(json_body=False) as fake, ContainerClient(fake.url) as c:
-        with pytest.raises(ContainerError) as info:
-            c.load("m", "/u")
+    with (
+        FakeContainer(json_body=False) as fake,
+        ContainerClient(fake.url) as c,
+        pytest.raises(ContainerError) as info,
+    ):
+        c.load("m", "/u")
     assert (info.value.status, info.value.message) == (400, "Parameter url is required.")
 
 
@@ -178,9 +181,12 @@ def test_an_empty_container_lists_nothing(client: ContainerClient) -> None:
     [b"[]", b"not json", b'{"models": [{"modelName": 1}]}', b'{"models": [], "nextPageToken": []}'],
 )
 def test_a_malformed_list_raises_a_protocol_error(body: bytes) -> None:
-    with FakeContainer(bodies={"list": body}) as fake, ContainerClient(fake.url) as c:
-        with pytest.raises(ContainerProtocolError) as info:
-            c.list_models()
+    with (
+        FakeContainer(bodies={"list": body}) as fake,
+        ContainerClient(fake.url) as c,
+        pytest.raises(ContainerProtocolError) as info,
+    ):
+        c.list_models()
     assert info.value.status == 200
 
 
