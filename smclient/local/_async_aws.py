@@ -190,7 +190,7 @@ def _make_server() -> Any:
     try:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    except ImportError as exc:
         raise ImportError(
             "EmbeddedAWS needs moto with its server: install the extra with "
             "pip install 'smclient[local]'"
