@@ -114,9 +114,14 @@ class FakeContainer:
         drop: Collection[str] = (),
         die_after: str | None = None,
     ) -> None:
-        unknown = (
-            set(statuses or ()) | set(bodies or ()) | set(stall) | set(drop) | {die_after} - {None}
-        ) - EVENTS
+        named = {
+            *(statuses or ()),
+            *(bodies or ()),
+            *stall,
+            *drop,
+            *([die_after] if die_after else []),
+        }
+        unknown = named - EVENTS
         if unknown or pagination not in PAGINATION:
             raise ValueError(f"unknown event or pagination: {sorted(unknown)} {pagination!r}")
         self.single_model = single_model

@@ -442,3 +442,19 @@ def test_errors_pickle(error: ContainerError) -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert (copy.status, copy.message, str(copy)) == (error.status, error.message, str(error))
+
+
+def test_the_fake_leaves_no_thread_behind_even_with_a_stalled_request() -> None:
+    before = set(threading.enumerate())
+    with FakeContainer(stall={"ping"}) as fake, ContainerClient(fake.url, timeout=0.1) as c:
+        with pytest.raises(ContainerTimeoutError):
+            c.ping()
+        assert len(set(threading.enumerate()) - before) >= 2  # serve loop + stalled handler
+    assert set(threading.enumerate()) - before == set()
+
+
+def test_the_fake_rejects_unknown_switches() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        FakeContainer(stall={"bogus"})
+    with pytest.raises(ValueError, match="sideways"):
+        FakeContainer(pagination="sideways")
