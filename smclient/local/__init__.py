@@ -30,6 +30,7 @@ from ._handlers import (
 from ._hosted import EndpointSpec
 from ._multimodel import ModelStats, MultiModelSettings
 from ._runtime import LocalEndpoint, LocalRuntime
+from ._server import ServiceError as ServiceFault
 from ._server import StreamFaults
 from ._sessions import SessionInfo
 
@@ -43,6 +44,7 @@ __all__ = [
     "ModelStats",
     "MultiModelSettings",
     "SessionHandler",
+    "ServiceFault",
     "SessionInfo",
     "StreamError",
     "StreamFaults",

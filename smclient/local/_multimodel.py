@@ -186,6 +186,16 @@ class ModelCache:
                     slot.in_use -= 1
         raise last
 
+    def wait_loaded(self, target_model: str, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds until the model is loaded here."""
+
+        def ready() -> bool:
+            slot = self._slots.get(target_model)
+            return slot is not None and slot.state is _State.READY
+
+        with self._cond:
+            return self._cond.wait_for(ready, timeout)
+
     def unload(self, target_model: str) -> bool:
         """Unloads an idle loaded model; ``False`` if it is not loaded or in use."""
         with self._cond:

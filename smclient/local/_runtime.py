@@ -197,6 +197,18 @@ class LocalRuntime:
         """Per-``TargetModel`` counters of one instance of a multi-model endpoint."""
         return self.hosted(name).model_caches()[instance].stats()
 
+    def wait_model_loaded(
+        self,
+        target_model: str,
+        name: str | None = None,
+        *,
+        instance: int = 0,
+        timeout: float = 10.0,
+    ) -> bool:
+        """Waits up to ``timeout`` seconds until ``target_model`` is loaded on ``instance``
+        of a multi-model endpoint (for tests that let a background load finish)."""
+        return self.hosted(name).model_caches()[instance].wait_loaded(target_model, timeout)
+
     def sessions(self, name: str | None = None) -> list[SessionInfo]:
         """The open sessions of an endpoint."""
         return self.hosted(name).open_sessions()

@@ -58,7 +58,12 @@ _PRINTABLE = re.compile(r"\S[\x20-\x7e]*")
 
 class ServiceError(Exception):
     """An error answer: ``code`` (``x-amzn-ErrorType``), HTTP ``status``, ``message`` and
-    extra modelled ``fields`` put at the top level of the JSON body."""
+    extra modelled ``fields`` put at the top level of the JSON body.
+
+    Exported as ``smclient.local.ServiceFault``: a handler may raise e.g.
+    ``ServiceFault.unavailable("...")`` (503) or ``ServiceFault.not_ready("...")`` (429)
+    to make the runtime itself answer with that error.
+    """
 
     def __init__(self, code: str, status: int, message: str, **fields: object) -> None:
         super().__init__(code, status, message)
@@ -205,6 +210,7 @@ def _header_value(value: str) -> str:
 class _RequestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "smclient-local"
+    default_request_version = "HTTP/1.1"  # so even a garbled request gets headers
     timeout = 120  # idle keep-alive connections are closed after this many seconds
     server: _HTTPServer
 

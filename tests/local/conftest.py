@@ -25,8 +25,17 @@ def make_client(url: str, **config: Any) -> Any:
 
 
 @pytest.fixture
-def client_for() -> Callable[..., Any]:
-    return make_client
+def client_for() -> Iterator[Callable[..., Any]]:
+    """Factory of plain boto3 clients, closed when the test ends."""
+    clients: list[Any] = []
+
+    def factory(url: str, **config: Any) -> Any:
+        clients.append(make_client(url, **config))
+        return clients[-1]
+
+    yield factory
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

@@ -1,0 +1,227 @@
+"""Wire tests of the real-time route and its errors, with PLAIN boto3."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from smclient.local import EndpointSpec, HandlerError, HandlerReply, LocalRuntime, ServiceFault
+
+
+class Echo:
+    """Echoes the body upper-cased; the body picks errors."""
+
+    def predict(
+        self,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+    ) -> HandlerReply:
+        if body == b"model-error":
+            raise HandlerError("bad input", 415)
+        if body == b"unavailable":
+            raise ServiceFault.unavailable("try later")
+        if body == b"not-ready":
+            raise ServiceFault.not_ready("warming up")
+        if body == b"crash":
+            raise ZeroDivisionError("secret detail")
+        reply = json.dumps({"ct": content_type, "accept": accept, "body": body.decode()})
+        return HandlerReply(reply.encode(), "application/json", custom_attributes)
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Any:
+    specs = [
+        EndpointSpec("echo", handler=Echo(), variant_name="Blue"),
+        EndpointSpec("plain", handler=lambda body, ct, accept: body[::-1]),
+        EndpointSpec("mme", handler=None, model_root=".", instance_count=1),
+    ]
+    with LocalRuntime(specs) as rt:
+        yield rt
+
+
+def error_of(call: Any) -> dict[str, Any]:
+    with pytest.raises(ClientError) as info:
+        call()
+    return info.value.response  # type: ignore[no-any-return]
+
+
+def test_invoke_honours_headers_and_answers_variant(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    response = client.invoke_endpoint(
+        EndpointName="echo",
+        Body=b"hi",
+        ContentType="text/plain",
+        Accept="application/json",
+        CustomAttributes="trace=1",
+        InferenceId="abc",
+    )
+    assert json.loads(response["Body"].read()) == {
+        "ct": "text/plain",
+        "accept": "application/json",
+        "body": "hi",
+    }
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "Blue"
+    assert response["CustomAttributes"] == "trace=1"
+    assert len(response["ResponseMetadata"]["RequestId"]) == 36
+
+
+def test_plain_callable_defaults(runtime: Any, client_for: Any) -> None:
+    response = client_for(runtime.url).invoke_endpoint(EndpointName="plain", Body=b"abc")
+    assert response["Body"].read() == b"cba"
+    assert response["ContentType"] == "application/octet-stream"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    assert "CustomAttributes" not in response
+
+
+def test_unknown_endpoint_is_validation_error(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="missing", Body=b"x"))
+    assert err["Error"]["Code"] == "ValidationError"
+    assert err["Error"]["Message"] == "Endpoint missing of account 123456789012 not found."
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert err["ResponseMetadata"]["RequestId"]
+
+
+def test_model_error_fields_at_top_level(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"model-error"))
+    assert err["Error"]["Code"] == "ModelError"
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert err["OriginalStatusCode"] == 415
+    assert err["OriginalMessage"] == "bad input"
+    assert err["LogStreamArn"].endswith("/aws/sagemaker/Endpoints/echo")
+    assert "Received client error (415)" in err["Error"]["Message"]
+
+
+def test_handler_crash_is_model_error_without_details(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"crash"))
+    assert err["Error"]["Code"] == "ModelError"
+    assert err["OriginalStatusCode"] == 500
+    assert "secret detail" not in json.dumps(err, default=str)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "status"),
+    [(b"unavailable", "ServiceUnavailable", 503), (b"not-ready", "ModelNotReadyException", 429)],
+)
+def test_service_faults(runtime: Any, client_for: Any, body: bytes, code: str, status: int) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=body))
+    assert err["Error"]["Code"] == code
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == status
+
+
+def test_boto3_modeled_exception_classes(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    with pytest.raises(client.exceptions.ModelNotReadyException):
+        client.invoke_endpoint(EndpointName="echo", Body=b"not-ready")
+    with pytest.raises(client.exceptions.ModelError):
+        client.invoke_endpoint(EndpointName="echo", Body=b"model-error")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"TargetModel": "a.tar.gz"}, "not a multi-model endpoint"),
+        ({"TargetVariant": "Green"}, "Variant Green does not exist"),
+        ({"SessionId": "bad id!"}, "sessionId"),
+        ({"SessionId": "x" * 257}, "sessionId"),
+        ({"CustomAttributes": "x" * 1025}, "customAttributes"),
+        ({"InferenceId": "i" * 65}, "inferenceId"),
+    ],
+)
+def test_bad_headers_are_validation_errors(
+    runtime: Any, client_for: Any, kwargs: dict[str, str], fragment: str
+) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"x", **kwargs))
+    assert err["Error"]["Code"] == "ValidationError"
+    assert fragment in err["Error"]["Message"]
+
+
+def test_multi_model_endpoint_requires_target_model(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="mme", Body=b"x"))
+    assert err["Error"]["Code"] == "ValidationError"
+    assert "TargetModel header is required" in err["Error"]["Message"]
+
+
+def test_body_over_6_mb_is_rejected_and_connection_survives(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"x" * 6_291_457))
+    assert err["Error"]["Code"] == "ValidationError"
+    assert "6291456" in err["Error"]["Message"]
+    exact = client.invoke_endpoint(EndpointName="plain", Body=b"y" * 6_291_456)
+    assert len(exact["Body"].read()) == 6_291_456
+
+
+def test_endpoint_name_too_long(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    err = error_of(lambda: client.invoke_endpoint(EndpointName="e" * 64, Body=b"x"))
+    assert err["Error"]["Code"] == "ValidationError"
+    assert "endpointName" in err["Error"]["Message"]
+
+
+def raw(runtime: Any, method: str, path: str, body: bytes = b"", **headers: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", int(runtime.url.rsplit(":", 1)[1]), timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def test_unknown_route_is_json_404(runtime: Any) -> None:
+    status, headers, body = raw(runtime, "POST", "/endpoints/echo/other")
+    assert status == 404
+    assert headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    assert json.loads(body)["message"]
+    status, _, _ = raw(runtime, "GET", "/endpoints/echo/invocations")
+    assert status == 404
+
+
+def test_malformed_content_length(runtime: Any) -> None:
+    port = int(runtime.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /endpoints/echo/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400")
+    assert b"x-amzn-ErrorType: ValidationError" in data
+
+
+def test_garbage_request_line_gets_json_error(runtime: Any) -> None:
+    port = int(runtime.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"NONSENSE\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400"))
+    assert b"Traceback" not in data
+
+
+def test_status_route_counts_per_instance(runtime: Any, client_for: Any) -> None:
+    client = client_for(runtime.url)
+    before = runtime.status()["endpoints"]["plain"]["instances"][0]["invocations"]
+    client.invoke_endpoint(EndpointName="plain", Body=b"1")
+    status, headers, body = raw(runtime, "GET", "/_smclient/status")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    doc = json.loads(body)
+    assert doc["endpoints"]["plain"]["instances"][0]["invocations"] == before + 1
+    assert doc["endpoints"]["mme"]["multi_model"] is True
+    assert raw(runtime, "GET", "/ping")[0] == 200
