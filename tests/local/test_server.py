@@ -217,7 +217,7 @@ def test_garbage_request_line_gets_json_error(runtime: Any) -> None:
 def test_status_route_counts_per_instance(runtime: Any, client_for: Any) -> None:
     client = client_for(runtime.url)
     before = runtime.status()["endpoints"]["plain"]["instances"][0]["invocations"]
-    client.invoke_endpoint(EndpointName="plain", Body=b"1")
+    client.invoke_endpoint(EndpointName="plain", Body=b"1")["Body"].read()
     status, headers, body = raw(runtime, "GET", "/_smclient/status")
     assert status == 200
     assert headers["Content-Type"] == "application/json"
