@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal, TextIO, TypeVar
 
 import attrs
@@ -30,6 +30,8 @@ from ._container import (
 __all__ = ["DEFAULT_MODEL_URL", "CheckResult", "check_container", "run_check"]
 
 DEFAULT_MODEL_URL = "/opt/ml/models/{name}/model"
+_OOM_CHECKS = ("load until 507", "507 leaves no model", "unload frees memory")
+_UNLOAD_CHECKS = ("unload", "unload then describe", "unload then invoke", "unload again")
 _MAX_PAGES = 50  # far more than the check's models need: reaching it means a loop
 _T = TypeVar("_T")
 
@@ -127,9 +129,7 @@ class _Checker:
         self.clear_leftovers()
         first, first_url = self.new_name()
         outcome = self.load(first, first_url)
-        loaded = self.expect(
-            "load", outcome, 200, "the body is JSON sent with Content-Type: application/json"
-        )
+        loaded = self.expect("load", outcome, 200, _load_hint(outcome.status, first_url))
         if loaded:
             self.check_describe(first, first_url)
             self.expect("load again", self.load(first, first_url), 409, "already loaded")
@@ -150,15 +150,10 @@ class _Checker:
         self.check_list("list pages of 2", names, 2)
         if loaded:
             self.check_507(names[1:])
-        else:
-            self.skip(
-                ["load until 507", "507 leaves no model", "unload frees memory"], "load failed"
-            )
-        if loaded:
             self.check_unload(first)
         else:
             self.skip(
-                ["unload", "unload then describe", "unload then invoke", "unload again"],
+                [*_OOM_CHECKS, *_UNLOAD_CHECKS],
                 "load failed",
             )
         self.cleanup()
@@ -185,7 +180,7 @@ class _Checker:
             return _Outcome(response.status, response, message)
         return outcome
 
-    def skip(self, names: list[str], why: str) -> None:
+    def skip(self, names: Iterable[str], why: str) -> None:
         for name in names:
             self.record(name, None, why)
 
@@ -266,7 +261,7 @@ class _Checker:
 
     def check_507(self, spare: list[str]) -> None:
         """Load until 507; ``spare`` are loaded models it may unload to make room."""
-        names = ["load until 507", "507 leaves no model", "unload frees memory"]
+        names = _OOM_CHECKS
         if self._oom_attempts <= 0:
             self.skip(names, "disabled (oom_attempts=0)")
             return
@@ -299,9 +294,10 @@ class _Checker:
                 f"after the 507, describe answers {left.describe()} and invoke "
                 f"{invoked.describe()}: the refused model must not stay registered",
             )
-            self._loaded[name] = url  # registered: cleanup must remove it
-            self.call(lambda: self._client.unload(name))
-            self._loaded.pop(name, None)
+            if self.call(lambda: self._client.unload(name)).ok:  # else cleanup tries again
+                self._loaded.pop(name, None)
+            else:
+                self._loaded[name] = url
         victims = extra or spare
         victim = victims[-1] if victims else None
         if victim is None or not self.call(lambda: self._client.unload(victim)).ok:
@@ -313,9 +309,7 @@ class _Checker:
 
     def check_unload(self, name: str) -> None:
         if not self.expect("unload", self.call(lambda: self._client.unload(name)), 200):
-            self.skip(
-                ["unload then describe", "unload then invoke", "unload again"], "unload failed"
-            )
+            self.skip(_UNLOAD_CHECKS[1:], "unload failed")
             return
         self._loaded.pop(name, None)
         after = self.call(lambda: self.describe(name))
@@ -338,6 +332,16 @@ class _Checker:
             else "every model the check loaded is unloaded"
         )
         self.record("cleanup", not left, detail)
+
+
+def _load_hint(status: int, url: str) -> str:
+    if status == 400:
+        return "the container must read the JSON body sent with Content-Type: application/json"
+    if status == 404:
+        return f"the container found no model at {url}: see model_url"
+    if status == 507:
+        return "not enough memory for a single model"
+    return ""
 
 
 def check_container(

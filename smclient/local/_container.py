@@ -377,7 +377,8 @@ class ContainerClient:
         conn = cls(self._host, self._port, timeout=self._timeout)
         where = f"{method} {self._prefix}{path.split('?')[0]}"
         try:
-            all_headers = dict(headers or {})
+            # One connection per call: say so, so the container need not wait for more.
+            all_headers = {"Connection": "close", **(headers or {})}
             if body is not None or method == "POST":
                 all_headers.setdefault("Content-Length", str(len(body or b"")))
             conn.request(method, self._prefix + path, body=body, headers=all_headers)

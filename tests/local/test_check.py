@@ -216,6 +216,7 @@ def test_a_model_url_the_container_cannot_find_fails_the_load() -> None:
         code, rows, _ = _run(fake)
     assert code == 1
     assert rows["load"].detail.startswith("expected 200, got HTTP 404")
+    assert "no model at /opt/ml/models/smclient-check-1/model: see model_url" in rows["load"].detail
 
 
 def test_leftovers_of_an_interrupted_run_are_cleared_first() -> None:
