@@ -428,6 +428,8 @@ class _HTTPServer(http.server.HTTPServer):
     every connection (idle keep-alive ones included) and join every thread."""
 
     daemon_threads = False
+    # socketserver's default backlog of 5 resets connections under a burst of clients.
+    request_queue_size = 512
 
     def __init__(self, address: tuple[str, int], app: Application) -> None:
         self.app = app
