@@ -1,0 +1,128 @@
+"""``smclient demo``: smclient against an embedded local endpoint, no AWS account needed.
+
+It starts a local runtime on 127.0.0.1 with a single-model endpoint and a multi-model
+endpoint whose models take a moment to load, then shows: a JSON invocation, a cold start
+ridden out through ``ModelNotReadyException`` retries, a warm call, a model error with the
+container's answer, and bad input refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._errors import InvalidInputError, ModelError
+from ._retry import RetryEvent, RetryPolicy
+
+# A model directory of the multi-model endpoint: handler.py's load() is called on the first
+# call for the model (the cold start), like a container loading weights from S3.
+_HANDLER_PY = """
+import json
+import time
+
+LOAD_SECONDS = {load_seconds}
+WORDS = {{"good": 1, "great": 2, "love": 2, "bad": -1, "awful": -2, "hate": -2}}
+
+
+class Sentiment:
+    def __init__(self, name):
+        self.name = name
+
+    def predict(self, body, content_type, accept):
+        text = json.loads(body)["text"].lower()
+        score = sum(WORDS.get(word.strip(".,!?"), 0) for word in text.split())
+        label = "positive" if score > 0 else "negative" if score < 0 else "neutral"
+        return json.dumps({{"model": self.name, "label": label, "score": score}})
+
+
+def load(model_dir):
+    time.sleep(LOAD_SECONDS)  # stands in for downloading and loading weights
+    return Sentiment(model_dir.name)
+"""
+
+
+class _Echo:
+    """The single-model endpoint: answers with what it was sent, or a model error."""
+
+    def predict(self, body: bytes, content_type: str | None, accept: str | None) -> Any:
+        from .local import HandlerError, HandlerReply
+
+        payload = json.loads(body)
+        if payload.get("fail"):
+            raise HandlerError("the model refused this input: 'fail' is set", status_code=422)
+        reply = {"echo": payload, "length": len(body)}
+        return HandlerReply(json.dumps(reply).encode(), content_type="application/json")
+
+
+def run(out: TextIO, *, load_seconds: float = 1.5, window: float = 0.5) -> int:
+    """Run the demo, writing to ``out``. Returns the exit status."""
+    from .local import EndpointSpec, LocalRuntime, MultiModelSettings
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="smclient-demo-") as tmp:
+        root = Path(tmp)
+        for name in ("sentiment-v1", "sentiment-v2"):
+            (root / name).mkdir()
+            code = _HANDLER_PY.format(load_seconds=load_seconds)
+            (root / name / "handler.py").write_text(textwrap.dedent(code))
+        specs = [
+            EndpointSpec("echo", handler=_Echo()),
+            EndpointSpec(
+                "sentiment-models",
+                model_root=root,
+                multi_model=MultiModelSettings(invocation_window=window),
+            ),
+        ]
+        with LocalRuntime(specs) as runtime:
+            say(f"local runtime listening on {runtime.url} (endpoints: echo, sentiment-models)")
+
+            say("\n1. Invoke a single-model endpoint with JSON")
+            echo = runtime.endpoint("echo")
+            result = echo.invoke({"inputs": [1, 2, 3]})
+            say(f"   {result!r}")
+            say(f"   json(): {result.json()}")
+
+            say("\n2. Cold start on a multi-model endpoint: the model loads for")
+            say(f"   {load_seconds} s, the runtime holds each call {window} s, then answers")
+            say("   ModelNotReadyException; the retry policy rides it out")
+
+            def on_retry(event: RetryEvent) -> None:
+                say(
+                    f"   retry: attempt {event.attempt} got {event.error_code} after "
+                    f"{event.elapsed:.2f} s; waiting {event.delay:.2f} s"
+                )
+
+            models = runtime.endpoint("sentiment-models", retry=RetryPolicy(on_retry=on_retry))
+            v1 = models.model("sentiment-v1")
+            cold = v1.invoke({"text": "I love this, it is great!"})
+            say(f"   {cold.json()} after {cold.attempts} attempts in {cold.elapsed:.2f} s")
+
+            say("\n3. The same model again: warm, one attempt")
+            warm = v1.invoke({"text": "This is awful."})
+            say(f"   {warm.json()} after {warm.attempts} attempt in {warm.elapsed * 1000:.1f} ms")
+
+            say("\n4. A model error keeps the container's answer")
+            try:
+                echo.invoke({"fail": True})
+            except ModelError as err:
+                say(f"   ModelError: original status {err.original_status_code},")
+                say(f"   message {err.original_message!r},")
+                say(f"   request id {err.request_id}")
+
+            say("\n5. Bad input is refused before anything is sent")
+            try:
+                models.invoke(b"{}", target_model=" sentiment-v1")
+            except InvalidInputError as err:
+                say(f"   InvalidInputError: {err}")
+
+            stats = runtime.model_stats("sentiment-models")
+            say("\n6. What the local multi-model endpoint saw")
+            for name, stat in sorted(stats.items()):
+                say(f"   {name}: loaded={stat.loaded} loads={stat.loads} hits={stat.hits}")
+        say("\nlocal runtime stopped; nothing left running")
+    return 0
