@@ -1,0 +1,193 @@
+"""``smclient local ...``: ``serve`` a local runtime, ``check-container URL``.
+
+``serve`` takes endpoints on the command line and/or from a JSON config file::
+
+    smclient local serve --handler demo=mypkg.models:predict --mme models=./models
+    smclient local serve --config local.json --port 8080
+
+The config file (stdlib JSON)::
+
+    {"host": "127.0.0.1", "port": 8080, "aws_endpoint_url": null,
+     "endpoints": [{"name": "models", "model_root": "./models", "instance_count": 2,
+                    "multi_model": {"invocation_window": 60, "memory_bytes": 1000000000},
+                    "session_ttl": 1200,
+                    "async": {"s3_output_path": "s3://bucket/out"}}]}
+
+Endpoint keys are :class:`EndpointSpec` fields (``handler`` is an import path
+``module:attribute``); ``async`` holds ``AsyncSettings`` fields. It prints the URL and
+serves until Ctrl-C or SIGTERM, then shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ._handlers import HandlerError
+from ._hosted import EndpointSpec
+from ._multimodel import MultiModelSettings
+
+__all__ = ["main"]
+
+_SHORTHANDS = {
+    "handler": "handler",
+    "model": "model_dir",
+    "mme": "model_root",
+    "container": "container_url",
+    "mme_container": "container_url",
+}
+
+
+class ConfigError(ValueError):
+    """A bad endpoint description (exit status 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smclient local", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve local endpoints on loopback until interrupted")
+    serve.add_argument("--config", type=Path, help="JSON file describing the endpoints")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: a free port)")
+    serve.add_argument("--handler", action="append", default=[], metavar="NAME=MODULE:ATTR")
+    serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR_OR_TAR_GZ")
+    serve.add_argument("--mme", action="append", default=[], metavar="NAME=ROOT_DIR")
+    serve.add_argument("--container", action="append", default=[], metavar="NAME=URL")
+    serve.add_argument("--mme-container", action="append", default=[], metavar="NAME=URL")
+    serve.add_argument("--instances", type=int, default=1, help="instances per endpoint")
+    serve.add_argument(
+        "--invocation-window", type=float, help="seconds a call waits for a model load"
+    )
+    check = sub.add_parser(
+        "check-container", help="check a running container against the multi-model contract"
+    )
+    check.add_argument("url")
+    check.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    return parser
+
+
+def _import(path: str) -> object:
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"handler must be module:attribute, got {path!r}")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot import handler {path!r}: {exc}") from None
+    return obj
+
+
+def _spec(entry: dict[str, Any]) -> EndpointSpec:
+    entry = dict(entry)
+    if "handler" in entry and isinstance(entry["handler"], str):
+        entry["handler"] = _import(entry["handler"])
+    if isinstance(entry.get("multi_model"), dict):
+        entry["multi_model"] = MultiModelSettings(**entry["multi_model"])
+    if isinstance(entry.get("async"), dict):
+        from ._async import AsyncSettings
+
+        entry["async_config"] = AsyncSettings(**entry.pop("async"))
+    try:
+        return EndpointSpec(**entry)
+    except TypeError as exc:
+        raise ConfigError(f"endpoint {entry.get('name')!r}: {exc}") from None
+
+
+def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpec]]:
+    config: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            config = json.loads(args.config.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {args.config}: {exc}") from None
+        if not isinstance(config, dict):
+            raise ConfigError("the config file must hold a JSON object")
+    entries = list(config.get("endpoints", []))
+    for option, field in _SHORTHANDS.items():
+        for value in getattr(args, option):
+            name, sep, target = value.partition("=")
+            if not sep or not name or not target:
+                raise ConfigError(f"--{option.replace('_', '-')} takes NAME=VALUE, got {value!r}")
+            entry: dict[str, Any] = {"name": name, field: target}
+            if option == "mme_container":
+                entry["container_multi_model"] = True
+            if option != "container" and option != "mme_container":
+                entry["instance_count"] = args.instances
+            if option in ("mme", "mme_container") and args.invocation_window is not None:
+                entry["multi_model"] = {"invocation_window": args.invocation_window}
+            entries.append(entry)
+    if not entries:
+        raise ConfigError("no endpoint given (use --handler/--model/--mme/--container or --config)")
+    try:
+        return config, [_spec(e) for e in entries]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None = None) -> int:
+    from ._runtime import LocalRuntime
+
+    config, specs = _entries(args)
+    aws = None
+    if config.get("aws_endpoint_url"):
+        from ._async import AWSConnection
+
+        aws = AWSConnection(config["aws_endpoint_url"], config.get("aws_region", "us-east-1"))
+    host = args.host or config.get("host", "127.0.0.1")
+    port = args.port if args.port is not None else int(config.get("port", 0))
+    stop = stop or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        with LocalRuntime(specs, host=host, port=port, aws=aws) as runtime:
+            print(f"smclient local runtime listening on {runtime.url}", file=out)
+            for spec in specs:
+                kind = "multi-model" if spec.is_multi_model else "single-model"
+                print(
+                    f"  endpoint {spec.name} ({kind}, {spec.instance_count} instance(s))", file=out
+                )
+            print("Press Ctrl-C to stop.", file=out, flush=True)
+            while not stop.wait(0.5):
+                pass
+            print("shutting down", file=out, flush=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def main(
+    argv: Sequence[str], *, out: TextIO | None = None, stop: threading.Event | None = None
+) -> int:
+    """Runs ``smclient local <argv>``; returns the exit status. ``stop`` ends ``serve``
+    (besides Ctrl-C / SIGTERM)."""
+    out = out or sys.stdout
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as exc:  # argparse already printed the usage
+        return int(exc.code or 0)
+    try:
+        if args.command == "check-container":
+            from ._check import run_check
+
+            return run_check(args.url, out=out, timeout=args.timeout)
+        return serve(args, out=out, stop=stop)
+    except ConfigError as exc:
+        print(f"smclient local: error: {exc}", file=sys.stderr)
+        return 2
+    except (HandlerError, OSError, RuntimeError) as exc:  # a model or the port failed
+        print(f"smclient local: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
