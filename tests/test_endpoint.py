@@ -212,3 +212,16 @@ def test_close_and_reuse(runtime: ScriptedRuntime) -> None:
         ep.invoke(b"x")
     assert ep.client() is not first  # a closed endpoint rebuilds its client on demand
     assert ep.invoke(b"y").body == b"y"
+
+
+def test_a_forked_process_builds_its_own_client(
+    runtime: ScriptedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    ep = runtime.endpoint()
+    parent_client = ep.client()
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # what a fork looks like to us
+    assert ep.client() is not parent_client  # the parent's connection pool is never shared
+    assert ep.invoke(b"child").body == b"child"
