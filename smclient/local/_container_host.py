@@ -9,6 +9,7 @@ reload the model and try again, 507 unload others and try again, as SageMaker do
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,11 @@ class ContainerModelLoader:
         except ContainerUnreachableError as exc:
             raise _unreachable(exc) from None
         except ContainerError as exc:
+            if exc.status == 507:
+                # multi-model-server can leave a model that got 507 registered with no
+                # worker (a later load says 409, invoke 503): clear it before the retry.
+                with contextlib.suppress(ContainerError):
+                    self._client.unload(name)
             if exc.status != 409:  # 409: the container has it already
                 raise HandlerError(exc.message, exc.status) from None
         return LoadedModel(_ContainerModel(self._client, name), 0)
