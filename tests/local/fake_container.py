@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -91,7 +91,8 @@ class FakeContainer:
     does; ``statuses`` overrides the status of an event (see ``EVENTS``) and ``bodies``
     its body (raw bytes); ``stall`` and
     ``drop`` name events that never answer or close the connection without an answer;
-    ``die_after`` names an event after which every request is dropped (a crash).
+    ``die_after`` names an event after which every request is dropped (a crash);
+    ``list_script`` answers ``GET /models`` from a function of the query (any JSON body).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class FakeContainer:
         stall: Collection[str] = (),
         drop: Collection[str] = (),
         die_after: str | None = None,
+        list_script: Callable[[dict[str, str]], bytes] | None = None,
     ) -> None:
         named = {
             *(statuses or ()),
@@ -141,6 +143,7 @@ class FakeContainer:
         self.drop = frozenset(drop)
         self.die_after = die_after
         self.dead = threading.Event()
+        self.list_script = list_script
         self.requests: list[Request] = []
         self.memory_used = 0
         self._models: dict[str, _Model] = {}
@@ -168,6 +171,14 @@ class FakeContainer:
         """Register a model directly (no request), using no memory."""
         with self._lock:
             self._models[name] = _Model(url or f"/opt/ml/models/{name}/model", 0)
+
+    def reset(self) -> None:
+        """Forget models, requests and the list script (to reuse one fake across examples)."""
+        with self._lock:
+            self._models.clear()
+            self.requests.clear()
+            self.memory_used = 0
+            self.list_script = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -310,6 +321,8 @@ class FakeContainer:
         return "load", 200, json.dumps({"status": message}).encode(), {}
 
     def _list(self, query: dict[str, str]) -> tuple[str, int, bytes, dict[str, str]]:
+        if self.list_script is not None:
+            return "list", 200, self.list_script(query), {}
         try:
             limit = int(query.get("limit", "100"))
             offset = int(query.get("next_page_token", "0"))

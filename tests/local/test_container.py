@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smclient import SMClientError
 from smclient.local._container import (
@@ -37,6 +39,13 @@ def fake() -> Iterator[FakeContainer]:
 def client(fake: FakeContainer) -> Iterator[ContainerClient]:
     with ContainerClient(fake.url, timeout=5.0) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def shared_fake() -> Iterator[FakeContainer]:
+    """One fake for every example of a property test (reset between examples)."""
+    with FakeContainer() as container:
+        yield container
 
 
 def _gets(fake: FakeContainer, path: str = "/models") -> int:
@@ -458,3 +467,51 @@ def test_the_fake_rejects_unknown_switches() -> None:
         FakeContainer(stall={"bogus"})
     with pytest.raises(ValueError, match="sideways"):
         FakeContainer(pagination="sideways")
+
+
+# -- properties of paging ----------------------------------------------------------------
+
+
+@given(count=st.integers(0, 25), limit=st.integers(1, 8))
+@settings(max_examples=40, deadline=None)
+def test_offset_paging_lists_every_model_once(
+    shared_fake: FakeContainer, count: int, limit: int
+) -> None:
+    shared_fake.reset()
+    for i in range(count):
+        shared_fake.add_model(f"m{i:02d}")
+    with ContainerClient(shared_fake.url) as c:
+        names = [m.name for m in c.list_models(limit=limit)]
+    assert names == [f"m{i:02d}" for i in range(count)]
+    # A token on every exactly-full page: one request more than full pages.
+    assert _gets(shared_fake) == count // limit + 1
+
+
+_page = st.tuples(
+    st.lists(st.sampled_from("abcdef"), max_size=4),
+    st.one_of(st.none(), st.sampled_from(["1", "2", "3", ""]), st.integers(0, 3).map(str)),
+)
+
+
+@given(pages=st.lists(_page, min_size=1, max_size=6), max_pages=st.integers(1, 10))
+@settings(max_examples=40, deadline=None)
+def test_any_paging_behaviour_ends_within_the_page_cap(
+    shared_fake: FakeContainer, pages: list[tuple[list[str], str | None]], max_pages: int
+) -> None:
+    calls: list[int] = []
+
+    def script(query: dict[str, str]) -> bytes:
+        names, token = pages[min(len(calls), len(pages) - 1)]  # the last page forever
+        calls.append(1)
+        answer: dict[str, object] = {"models": [{"modelName": n, "modelUrl": "/u"} for n in names]}
+        if token is not None:
+            answer["nextPageToken"] = token
+        return json.dumps(answer).encode()
+
+    shared_fake.reset()
+    shared_fake.list_script = script
+    with ContainerClient(shared_fake.url) as c:
+        names = [m.name for m in c.list_models(max_pages=max_pages)]
+    assert 1 <= len(calls) <= max_pages
+    assert len(names) == len(set(names))
+    assert set(names) <= {n for page, _ in pages for n in page}
