@@ -25,10 +25,9 @@ import random as _random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
-import tenacity
 from typing_extensions import Self
 
 from ._errors import (
@@ -324,10 +323,12 @@ def run(
         delay = call.delay_after(first)
         if delay is None:
             raise
+    import tenacity  # imported on the first retry only: it costs ~40 ms at import time
+
     policy.sleep(delay)
     delays = [delay]  # the wait before the next attempt, decided after each failure
 
-    def should_retry(state: tenacity.RetryCallState) -> bool:
+    def should_retry(state: Any) -> bool:  # a tenacity.RetryCallState
         exc = state.outcome.exception() if state.outcome else None
         if not isinstance(exc, SMClientError):
             return False
