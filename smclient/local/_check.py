@@ -10,6 +10,7 @@ verdicts are printed as a table. The check loads models named ``<prefix>-1``,
 
 from __future__ import annotations
 
+import argparse
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -27,7 +28,14 @@ from ._container import (
     _error_message,
 )
 
-__all__ = ["DEFAULT_MODEL_URL", "CheckResult", "check_container", "run_check"]
+__all__ = [
+    "DEFAULT_MODEL_URL",
+    "CheckResult",
+    "add_arguments",
+    "check_container",
+    "run_check",
+    "run_from_args",
+]
 
 DEFAULT_MODEL_URL = "/opt/ml/models/{name}/model"
 _OOM_CHECKS = ("load until 507", "507 leaves no model", "unload frees memory")
@@ -427,3 +435,35 @@ def format_table(results: list[CheckResult]) -> str:
     counts = {v: sum(r.result == v for r in results) for v in ("PASS", "FAIL", "SKIP")}
     lines.append(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")
     return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``check-container``'s arguments (``url`` and the options of :func:`run_check`)."""
+    parser.add_argument("url", help="the container's base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument(
+        "--model-url",
+        default=None,
+        help="path inside the container to load models from; {name} is replaced by the "
+        f"model name (default {DEFAULT_MODEL_URL})",
+    )
+    parser.add_argument("--model-prefix", default="smclient-check", help="check model names")
+    parser.add_argument("--invoke-body", default="{}", help="request body of invocations")
+    parser.add_argument("--content-type", default="application/json", help="its content type")
+    parser.add_argument(
+        "--oom-attempts", type=int, default=16, help="loads at most to provoke a 507 (0: skip)"
+    )
+
+
+def run_from_args(args: argparse.Namespace, *, out: TextIO) -> int:
+    """:func:`run_check` with the arguments :func:`add_arguments` defined."""
+    return run_check(
+        args.url,
+        out=out,
+        timeout=args.timeout,
+        model_url=args.model_url,
+        model_prefix=args.model_prefix,
+        invoke_body=args.invoke_body.encode(),
+        content_type=args.content_type,
+        oom_attempts=args.oom_attempts,
+    )

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import time
 from typing import Any
 
 import pytest
 
-from smclient.local._check import CheckResult, check_container, format_table, run_check
+from smclient.local._check import (
+    CheckResult,
+    add_arguments,
+    check_container,
+    format_table,
+    run_check,
+    run_from_args,
+)
 
 from .fake_container import FakeContainer
 
@@ -248,3 +256,26 @@ def test_format_table_aligns_columns_and_counts() -> None:
     assert lines[0] == "CHECK        RESULT  DETAIL"
     assert lines[2] == "longer name  FAIL    bad"
     assert lines[-1] == "1 passed, 1 failed, 1 skipped"
+
+
+def test_the_cli_arguments_reach_the_check() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with FakeContainer(memory_budget=6, known_urls={"/m"}) as fake:
+        args = parser.parse_args(
+            [fake.url, "--model-url", "/m", "--model-prefix", "cli", "--invoke-body", "[1]",
+             "--content-type", "text/plain", "--oom-attempts", "0", "--timeout", "2"]
+        )  # fmt: skip
+        out = io.StringIO()
+        assert run_from_args(args, out=out) == 0
+        invoke = next(r for r in fake.requests if r.path == "/models/cli-1/invoke")
+    assert (invoke.body, invoke.headers["content-type"]) == (b"[1]", "text/plain")
+    assert "SKIP    disabled (oom_attempts=0)" in out.getvalue()
+
+
+def test_the_cli_defaults_match_run_check() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["http://127.0.0.1:8080"])
+    assert (args.timeout, args.model_url, args.oom_attempts) == (30.0, None, 16)
+    assert (args.invoke_body, args.content_type) == ("{}", "application/json")
