@@ -410,6 +410,8 @@ class HostedEndpoint:
             accepted = self._worker.submit(AsyncRequest(input_location=location, **kwargs))
         except AsyncRequestError as exc:
             raise ServiceError.validation(str(exc)) from None
+        except RuntimeError:  # the worker is shutting down
+            raise ServiceError.unavailable("The endpoint is not accepting requests.") from None
         return AsyncResult(
             accepted.inference_id, accepted.output_location, accepted.failure_location
         )
@@ -456,12 +458,19 @@ class HostedEndpoint:
                 entry["memory_used_bytes"] = cache.memory_used()
                 entry["models"] = {n: attrs.asdict(s) for n, s in cache.stats().items()}
             instances.append(entry)
-        return {
+        doc: dict[str, Any] = {
             "variant": self.spec.variant_name,
             "multi_model": self.spec.is_multi_model,
             "sessions": len(sessions),
             "instances": instances,
         }
+        if self._worker is not None:
+            doc["async"] = attrs.asdict(self._worker.stats())
+        return doc
+
+    def async_stats(self) -> Any:
+        """The async worker's counters (``AsyncStats``), ``None`` without async."""
+        return None if self._worker is None else self._worker.stats()
 
     def model_caches(self) -> list[ModelCache]:
         return list(self._caches)

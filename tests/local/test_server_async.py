@@ -1,0 +1,110 @@
+"""The async-invocations route with plain boto3 ``invoke_endpoint_async`` (embedded moto)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from smclient.local import EndpointSpec, HandlerError, LocalRuntime
+from smclient.local._async import AsyncSettings
+
+WAIT = 10.0
+
+
+def model(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+    if body == b"fail":
+        raise HandlerError("cannot score", 422)
+    return b"scored:" + body
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalRuntime]:
+    settings = AsyncSettings(s3_output_path="s3://out-bucket/results", s3_failure_path="s3://out-bucket/fail")
+    specs = [
+        EndpointSpec("async-ep", handler=model, async_config=settings),
+        EndpointSpec("realtime", handler=model),
+    ]
+    with LocalRuntime(specs) as rt:
+        s3 = rt.aws.client("s3")
+        s3.create_bucket(Bucket="in-bucket")
+        s3.create_bucket(Bucket="out-bucket")
+        yield rt
+
+
+def wait_done(runtime: LocalRuntime, count: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        stats = runtime.hosted("async-ep").async_stats()
+        if stats.completed + stats.failed >= count:
+            return
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.01)  # polls the worker's counters; the work itself is not timed
+
+
+def split(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def test_async_invocation_writes_output(runtime: LocalRuntime, client_for: Any) -> None:
+    s3 = runtime.aws.client("s3")
+    s3.put_object(Bucket="in-bucket", Key="req.json", Body=b"payload")
+    done = runtime.hosted("async-ep").async_stats()
+    response = client_for(runtime.url).invoke_endpoint_async(
+        EndpointName="async-ep",
+        InputLocation="s3://in-bucket/req.json",
+        ContentType="application/json",
+        InferenceId="inf-1",
+    )
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert response["InferenceId"] == "inf-1"
+    assert response["OutputLocation"].startswith("s3://out-bucket/results/")
+    assert response["FailureLocation"].startswith("s3://out-bucket/fail/")
+    wait_done(runtime, done.completed + done.failed + 1)
+    bucket, key = split(response["OutputLocation"])
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"scored:payload"
+
+
+def test_async_model_error_writes_failure(runtime: LocalRuntime, client_for: Any) -> None:
+    s3 = runtime.aws.client("s3")
+    s3.put_object(Bucket="in-bucket", Key="bad.json", Body=b"fail")
+    done = runtime.hosted("async-ep").async_stats()
+    response = client_for(runtime.url).invoke_endpoint_async(
+        EndpointName="async-ep", InputLocation="s3://in-bucket/bad.json"
+    )
+    assert response["InferenceId"]
+    wait_done(runtime, done.completed + done.failed + 1)
+    bucket, key = split(response["FailureLocation"])
+    assert b"422" in s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "kwargs", "fragment"),
+    [
+        ("async-ep", {"InputLocation": "s3://in-bucket/x", "RequestTTLSeconds": 30000}, ""),
+        ("async-ep", {"InputLocation": "ftp://nope"}, ""),
+        ("realtime", {"InputLocation": "s3://in-bucket/x"}, "not configured for asynchronous"),
+        ("missing", {"InputLocation": "s3://in-bucket/x"}, "not found"),
+    ],
+)
+def test_async_validation_errors(
+    runtime: LocalRuntime, client_for: Any, endpoint: str, kwargs: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ClientError) as info:
+        client_for(runtime.url).invoke_endpoint_async(EndpointName=endpoint, **kwargs)
+    assert info.value.response["Error"]["Code"] == "ValidationError"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert fragment in info.value.response["Error"]["Message"]
+
+
+def test_status_shows_async_counters(runtime: LocalRuntime) -> None:
+    assert set(runtime.status()["endpoints"]["async-ep"]["async"]) == {
+        "backlog",
+        "in_flight",
+        "completed",
+        "failed",
+    }
