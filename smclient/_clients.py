@@ -90,9 +90,11 @@ class ClientFactory:
         endpoint_url: str | None,
         config: ClientConfig,
         boto3_session: Any | None = None,
+        aws_endpoint_url: str | None = None,
     ) -> None:
         self.region = region
         self.endpoint_url = endpoint_url
+        self.aws_endpoint_url = aws_endpoint_url
         self.config = config
         self._session = boto3_session
         self._lock = threading.Lock()
@@ -127,9 +129,9 @@ class ClientFactory:
         import boto3
 
         session: Any = self._session if self._session is not None else boto3.Session()
-        # The runtime gets its own endpoint URL; other services use the default resolution
-        # unless the user points everything at one place (moto server, local endpoint).
-        url = self.endpoint_url if service == "sagemaker-runtime" else None
+        # The runtime has its own URL (a local endpoint, a VPC endpoint); S3, SQS, SNS and
+        # the control plane share aws_endpoint_url (a moto server, an S3-compatible store).
+        url = self.endpoint_url if service == "sagemaker-runtime" else self.aws_endpoint_url
         return session.client(
             service,
             region_name=self.region,
@@ -142,6 +144,7 @@ class ClientFactory:
         return {
             "region": self.region,
             "endpoint_url": self.endpoint_url,
+            "aws_endpoint_url": self.aws_endpoint_url,
             "config": self.config,
             "profile": profile if profile != "default" else None,
             "had_session": self._session is not None,
@@ -158,4 +161,5 @@ class ClientFactory:
             endpoint_url=state["endpoint_url"],
             config=state["config"],
             boto3_session=session,
+            aws_endpoint_url=state["aws_endpoint_url"],
         )

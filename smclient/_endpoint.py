@@ -24,7 +24,9 @@ class Endpoint:
     ``Endpoint("my-endpoint", region="eu-west-1")``. Nothing is sent and no boto3
     client is built until the first call. ``boto3_session`` supplies credentials
     (default: boto3's default chain); ``endpoint_url`` points the runtime client
-    elsewhere (a local endpoint, a VPC endpoint); ``config`` sets timeouts and pool
+    elsewhere (a local endpoint, a VPC endpoint); ``aws_endpoint_url`` points the S3,
+    SQS, SNS and SageMaker clients of async inference and endpoint creation elsewhere
+    (a moto server, an S3-compatible store); ``config`` sets timeouts and pool
     size (:class:`ClientConfig`); ``retry`` is the default :class:`RetryPolicy`;
     ``codec`` the default codec for bodies that are not bytes, str or files.
 
@@ -41,6 +43,7 @@ class Endpoint:
         region: str | None = None,
         boto3_session: Any | None = None,
         endpoint_url: str | None = None,
+        aws_endpoint_url: str | None = None,
         config: ClientConfig | None = None,
         retry: RetryPolicy | None = None,
         codec: Codec | None = None,
@@ -51,6 +54,7 @@ class Endpoint:
             endpoint_url=endpoint_url,
             config=config or ClientConfig(),
             boto3_session=boto3_session,
+            aws_endpoint_url=aws_endpoint_url,
         )
         self._retry = retry or _DEFAULT_RETRY
         self._codec = codec
