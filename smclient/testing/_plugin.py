@@ -8,7 +8,8 @@ installed does not slow down pytest's start-up.
 - ``smclient_local_runtime``: factory ``(*specs: EndpointSpec, **LocalRuntime options) ->
   LocalRuntime``, started and stopped the same way.
 - ``smclient_moto_server``: an embedded moto server (S3/SNS/SQS/SageMaker over HTTP on
-  127.0.0.1) for the test; ``.endpoint_url``, ``.region``, ``.client(service)``.
+  127.0.0.1) for the test, with moto's state reset before and after;
+  ``.endpoint_url``, ``.region``, ``.client(service)``.
 - ``smclient_no_retry_waits``: retry policies retry without waiting during the test.
 
 .. versionadded:: 0.1.0
@@ -74,7 +75,20 @@ def smclient_moto_server() -> Iterator[Any]:
     from smclient.local._async import EmbeddedAWS
 
     with EmbeddedAWS() as aws:
-        yield aws
+        # moto keeps its backends per process: start from (and leave) a clean state.
+        _reset_moto(aws.endpoint_url)
+        try:
+            yield aws
+        finally:
+            _reset_moto(aws.endpoint_url)
+
+
+def _reset_moto(endpoint_url: str) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,10 @@ def runtime() -> Iterator[LocalRuntime]:
         s3.create_bucket(Bucket="in-bucket")
         s3.create_bucket(Bucket="out-bucket")
         yield rt
+        # moto's state is per process: leave none behind for other tests
+        reset = urllib.request.Request(f"{rt.aws.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(reset, timeout=WAIT) as answer:
+            answer.read()
 
 
 def wait_done(runtime: LocalRuntime, count: int) -> None:
