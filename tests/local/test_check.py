@@ -151,6 +151,10 @@ def test_oom_attempts_0_disables_the_memory_checks() -> None:
             {"describe"},
             id="describe-other-model",
         ),
+        pytest.param({"bodies": {"describe": b"{}"}}, {"describe"}, id="describe-malformed"),
+        pytest.param(
+            {"bodies": {"list": b'{"items": []}'}}, {"list", "list pages of 2"}, id="list-malformed"
+        ),
     ],
 )
 def test_each_misbehaviour_fails_its_check(settings: dict[str, Any], failing: set[str]) -> None:
