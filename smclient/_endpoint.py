@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -10,8 +11,10 @@ from typing_extensions import Self
 from . import _validation as check
 from ._clients import ClientConfig, ClientFactory
 from ._codecs import Codec, encode_body
+from ._errors import ErrorContext
 from ._models import InvocationResult
 from ._retry import RetryPolicy, run
+from ._streaming import ResponseStream
 
 __all__ = ["Endpoint", "ModelHandle"]
 
@@ -126,18 +129,75 @@ class Endpoint:
             retry=retry,
         )
 
-    def _invoke(
+    def stream(
         self,
         body: Any,
         *,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        target_variant: str | None = None,
+        target_container_hostname: str | None = None,
+        inference_component: str | None = None,
+        inference_id: str | None = None,
+        session_id: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ResponseStream:
+        """Invoke with a streamed answer (``InvokeEndpointWithResponseStream``).
+
+        Arguments as for :meth:`invoke` (no ``target_model``: the service does not stream
+        from multi-model endpoints; ``session_id`` continues an open stateful session, which
+        a stream cannot open). Returns a :class:`ResponseStream`; use it in a ``with`` block.
+        The call is retried as ``retry`` decides, and an ``InternalStreamFailure`` is
+        retried only while no byte has reached the caller.
+        """
+        params = self._params(
+            body,
+            codec=codec,
+            content_type=content_type,
+            accept=accept,
+            target_model=None,
+            session_id=session_id,
+            target_variant=target_variant,
+            target_container_hostname=target_container_hostname,
+            inference_component=inference_component,
+            inference_id=inference_id,
+            custom_attributes=custom_attributes,
+        )
+        factory = self._factory
+        ctx = ErrorContext(self._name, "InvokeEndpointWithResponseStream", None, 1)
+
+        def attempt() -> ResponseStream:
+            started = time.monotonic()
+            client = factory.client("sagemaker-runtime")
+            response = client.invoke_endpoint_with_response_stream(**params)
+            opened = ResponseStream(response, ctx, started=started)
+            opened.prefetch()
+            return opened
+
+        opened, outcome = run(
+            retry or self._retry,
+            attempt,
+            endpoint=self._name,
+            operation="InvokeEndpointWithResponseStream",
+        )
+        opened.attempts = outcome.attempts
+        opened._ctx = attrs.evolve(ctx, attempts=outcome.attempts)
+        return opened
+
+    def _params(
+        self,
+        body: Any,
+        *,
+        codec: Codec | None,
         content_type: str | None,
         accept: str | None,
         target_model: str | None,
-        codec: Codec | None,
-        retry: RetryPolicy | None,
-        session_id: str | None = None,
+        session_id: str | None,
         **headers: str | None,
-    ) -> InvocationResult:
+    ) -> dict[str, Any]:
+        """The request parameters, every value checked before anything is sent."""
         data, content_type = encode_body(
             body, codec=codec or self._codec, content_type=content_type
         )
@@ -161,6 +221,29 @@ class Endpoint:
             "SessionId": None if session_id is None else check.session_id(session_id),
         }
         params.update({k: v for k, v in values.items() if v is not None})
+        return params
+
+    def _invoke(
+        self,
+        body: Any,
+        *,
+        content_type: str | None,
+        accept: str | None,
+        target_model: str | None,
+        codec: Codec | None,
+        retry: RetryPolicy | None,
+        session_id: str | None = None,
+        **headers: str | None,
+    ) -> InvocationResult:
+        params = self._params(
+            body,
+            codec=codec,
+            content_type=content_type,
+            accept=accept,
+            target_model=target_model,
+            session_id=session_id,
+            **headers,
+        )
         factory = self._factory
 
         def attempt() -> tuple[dict[str, Any], bytes]:

@@ -12,11 +12,15 @@
     │   ├── ThrottlingError             throttled by the service
     │   ├── ServiceUnavailableError     503 ServiceUnavailable
     │   ├── InternalFailureError        500 InternalFailure (the model may have run)
-    │   └── InternalDependencyError     530 InternalDependencyException (may have run)
+    │   ├── InternalDependencyError     530 InternalDependencyException (may have run)
+    │   ├── ModelStreamError            error event in a response stream (.stream_error_code)
+    │   └── InternalStreamFailureError  InternalStreamFailure event in a response stream
     ├── TransportError                  no usable HTTP answer
     │   ├── ConnectError                the request was never sent (safe to retry)
     │   ├── ReadTimeoutError            no answer within the read timeout (may have run)
-    │   └── ConnectionClosedError       the connection dropped mid-request (may have run)
+    │   ├── ConnectionClosedError       the connection dropped mid-request (may have run)
+    │   └── StreamInterruptedError      a response stream broke after it started (.bytes_received)
+    │       └── StreamTimeoutError      ... by a pause longer than the read timeout
     └── RetriesExhaustedError           the policy gave up; ``__cause__``: last error
 
 Every error raised by a public call is an :class:`SMClientError`; a raw
@@ -28,6 +32,7 @@ service's error *code*, never by message text. All errors pickle.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import attrs
@@ -39,14 +44,18 @@ __all__ = [
     "ConnectionClosedError",
     "InternalDependencyError",
     "InternalFailureError",
+    "InternalStreamFailureError",
     "InvalidInputError",
     "ModelError",
     "ModelNotReadyError",
+    "ModelStreamError",
     "ReadTimeoutError",
     "RetriesExhaustedError",
     "SMClientError",
     "ServiceError",
     "ServiceUnavailableError",
+    "StreamInterruptedError",
+    "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
     "ValidationError",
@@ -227,6 +236,37 @@ class InternalDependencyError(ServiceError):
     """
 
 
+class ModelStreamError(ServiceError):
+    """The model failed while streaming its answer (a ``ModelStreamError`` event).
+
+    ``stream_error_code`` is the event's ``ErrorCode`` (``"ModelInvocationTimeExceeded"``,
+    ``"StreamBroken"``), which botocore drops and smclient recovers from the event itself;
+    ``bytes_received`` counts the payload bytes delivered before it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stream_error_code: str | None = None,
+        bytes_received: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.stream_error_code = stream_error_code
+        self.bytes_received = bytes_received
+
+
+class InternalStreamFailureError(ServiceError):
+    """An ``InternalStreamFailure`` event. Retried (``TRANSIENT``) only when it arrives
+    before any byte reached the caller.
+
+    .. versionadded:: 0.1.0
+    """
+
+
 class TransportError(SMClientError):
     """No usable HTTP answer was received.
 
@@ -266,6 +306,28 @@ class ReadTimeoutError(TransportError):
 
 class ConnectionClosedError(TransportError):
     """The connection dropped after the request was sent: the model may have run.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class StreamInterruptedError(TransportError):
+    """A response stream broke after it started: the connection was cut. ``bytes_received``
+    and ``chunks_received`` say how much of the answer arrived (and was delivered).
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self, message: str, *, bytes_received: int = 0, chunks_received: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.bytes_received = bytes_received
+        self.chunks_received = chunks_received
+
+
+class StreamTimeoutError(StreamInterruptedError):
+    """A response stream paused longer than the read timeout after it started.
 
     .. versionadded:: 0.1.0
     """
@@ -318,6 +380,63 @@ def _int_or_none(value: object) -> int | None:
         return int(value)  # type: ignore[call-overload,no-any-return]
     except (TypeError, ValueError):
         return None
+
+
+def translate_stream_event(
+    headers: dict[str, Any], payload: bytes, ctx: ErrorContext, *, bytes_received: int
+) -> SMClientError:
+    """Map an event-stream ``exception`` / ``error`` message to the smclient tree.
+
+    Read from the event itself (``:exception-type`` and its JSON payload) because botocore's
+    ``EventStreamError`` drops the ``ErrorCode`` member.
+    """
+    kind = headers.get(":exception-type") or headers.get(":error-code") or "Unknown"
+    try:
+        body = json.loads(payload) if payload else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("Message") or body.get("message") or headers.get(":error-message") or "")
+    common: dict[str, Any] = {
+        "error_code": kind,
+        "http_status": 200,  # the stream itself had started with 200
+        "request_id": None,
+        "endpoint": ctx.endpoint,
+        "operation": ctx.operation,
+        "target_model": ctx.target_model,
+        "attempts": ctx.attempts,
+    }
+    if kind == "ModelStreamError":
+        return ModelStreamError(
+            message,
+            stream_error_code=body.get("ErrorCode"),
+            bytes_received=bytes_received,
+            **common,
+        )
+    if kind == "InternalStreamFailure":
+        return InternalStreamFailureError(message, **common)
+    return ServiceError(message, **common)
+
+
+def translate_stream_break(
+    exc: BaseException, ctx: ErrorContext, *, bytes_received: int, chunks_received: int
+) -> SMClientError:
+    """Map a failure while reading a started stream (botocore lets raw urllib3 errors
+    through there) to :class:`StreamInterruptedError` / :class:`StreamTimeoutError`."""
+    name = type(exc).__name__
+    cls = StreamTimeoutError if "Timeout" in name else StreamInterruptedError
+    verb = "paused longer than the read timeout" if cls is StreamTimeoutError else "was cut"
+    return cls(
+        f"the response stream {verb} after {bytes_received} bytes in {chunks_received} "
+        f"chunks ({name}: {exc})",
+        bytes_received=bytes_received,
+        chunks_received=chunks_received,
+        endpoint=ctx.endpoint,
+        operation=ctx.operation,
+        target_model=ctx.target_model,
+        attempts=ctx.attempts,
+    )
 
 
 def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:

@@ -6,7 +6,8 @@ What is safe to retry, and why (protocol.md §1, §2):
   ``timeout``; the model did not run (a multi-model endpoint is still loading it).
 - ``ServiceUnavailable`` (503), throttling, connect errors and connect timeouts, reason
   ``TRANSIENT``: retried by default, at most ``max_transient_attempts``; the model did not
-  run, or the request was never sent.
+  run, or the request was never sent. Also ``InternalStreamFailure`` when it arrives before
+  the first byte of a response stream reached the caller (nothing was delivered yet).
 - ``InternalFailure`` (500) and ``InternalDependencyException`` (530), reason ``INTERNAL``:
   opt-in only, because the model may have run.
 - ``ModelError`` whose container answered 507, reason ``MODEL_OUT_OF_MEMORY``: opt-in only
@@ -36,6 +37,7 @@ from ._errors import (
     ErrorContext,
     InternalDependencyError,
     InternalFailureError,
+    InternalStreamFailureError,
     ModelError,
     ModelNotReadyError,
     ReadTimeoutError,
@@ -77,7 +79,10 @@ def classify(error: SMClientError) -> RetryReason | None:
     """The retry reason for a translated error, or ``None`` if it is never retried."""
     if isinstance(error, ModelNotReadyError):
         return RetryReason.MODEL_NOT_READY
-    if isinstance(error, ServiceUnavailableError | ThrottlingError | ConnectError):
+    if isinstance(
+        error,
+        ServiceUnavailableError | ThrottlingError | ConnectError | InternalStreamFailureError,
+    ):
         return RetryReason.TRANSIENT
     if isinstance(error, InternalFailureError | InternalDependencyError):
         return RetryReason.INTERNAL

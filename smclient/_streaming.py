@@ -1,0 +1,177 @@
+"""Response streaming (``InvokeEndpointWithResponseStream``) that never hangs.
+
+The answer arrives as AWS event-stream messages. smclient reads the messages itself (with
+botocore's ``EventStreamBuffer``) instead of botocore's parsed iterator, because botocore's
+``EventStreamError`` drops the ``ErrorCode`` of ``ModelStreamError`` and lets raw urllib3
+errors escape when a started stream breaks. Every failure becomes a typed error saying how
+much was received.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import time
+from collections.abc import Generator, Iterator
+from typing import Any
+
+from typing_extensions import Self
+
+from ._errors import (
+    ErrorContext,
+    SMClientError,
+    translate_stream_break,
+    translate_stream_event,
+)
+from ._splitting import SSEEvent, iter_json_lines, iter_lines, iter_sse
+
+__all__ = ["ResponseStream"]
+
+logger = logging.getLogger("smclient")
+
+
+def _broken_stream_errors() -> tuple[type[BaseException], ...]:
+    import botocore.eventstream
+    import botocore.exceptions
+    import urllib3.exceptions
+
+    return (
+        urllib3.exceptions.HTTPError,  # ProtocolError (cut), ReadTimeoutError (stall)
+        botocore.exceptions.BotoCoreError,
+        botocore.eventstream.ParserError,  # a corrupt frame (CRC, lengths)
+        OSError,
+    )
+
+
+class ResponseStream:
+    """A streamed answer: iterate it for payload byte chunks, or use :meth:`lines`,
+    :meth:`json_lines`, :meth:`sse` or :meth:`text`. Use it as a context manager: leaving
+    the block early releases the connection.
+
+    Iteration consumes the stream once (a second loop continues where the first stopped).
+    Metadata: ``content_type``, ``invoked_production_variant``, ``custom_attributes``,
+    ``request_id``, ``attempts``, ``time_to_first_byte`` (seconds from the call to the first
+    payload byte, ``None`` before it), ``bytes_received`` and ``chunks_received``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, response: dict[str, Any], ctx: ErrorContext, *, started: float) -> None:
+        body = response["Body"]
+        # The raw HTTP body behind botocore's EventStream: see the module docstring for why.
+        self._raw = getattr(body, "_raw_stream", None) or body
+        self._ctx = ctx
+        self._started = started
+        self.content_type: str | None = response.get("ContentType")
+        self.invoked_production_variant: str | None = response.get("InvokedProductionVariant")
+        self.custom_attributes: str | None = response.get("CustomAttributes")
+        self.request_id: str | None = (response.get("ResponseMetadata") or {}).get("RequestId")
+        self.attempts = ctx.attempts
+        self.time_to_first_byte: float | None = None
+        self.bytes_received = 0
+        self.chunks_received = 0
+        self._first: bytes | None = None
+        self._chunks = self._read()
+        self._closed = False
+
+    def _frames(self) -> Iterator[Any]:
+        from botocore.eventstream import EventStreamBuffer
+
+        buffer = EventStreamBuffer()
+        for data in self._raw.stream():
+            buffer.add_data(data)
+            yield from buffer
+
+    def _read(self) -> Generator[bytes, None, None]:
+        broken = _broken_stream_errors()
+        try:
+            for message in self._frames():
+                headers = message.headers
+                kind = headers.get(":message-type")
+                if kind == "event" and headers.get(":event-type") == "PayloadPart":
+                    if not message.payload:
+                        continue
+                    if self.time_to_first_byte is None:
+                        self.time_to_first_byte = time.monotonic() - self._started
+                    self.bytes_received += len(message.payload)
+                    self.chunks_received += 1
+                    yield message.payload
+                elif kind in ("exception", "error"):
+                    raise translate_stream_event(
+                        headers, message.payload, self._ctx, bytes_received=self.bytes_received
+                    )
+                else:  # a newer event type: not ours to fail on
+                    logger.debug("ignoring stream event %r", headers.get(":event-type"))
+        except SMClientError:
+            raise
+        except broken as exc:
+            raise translate_stream_break(
+                exc,
+                self._ctx,
+                bytes_received=self.bytes_received,
+                chunks_received=self.chunks_received,
+            ) from exc
+        finally:
+            self._release()
+
+    def prefetch(self) -> None:
+        """Read up to the first payload chunk (or the end), so that an error event before
+        any byte reaches the caller fails the attempt (and can be retried)."""
+        try:
+            self._first = next(self._chunks, None)
+        except BaseException:
+            self.close()
+            raise
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._chunks
+
+    def lines(self) -> Iterator[str]:
+        """Complete lines (UTF-8, without line ends); the tail without a newline comes last."""
+        return iter_lines(self)
+
+    def json_lines(self) -> Iterator[Any]:
+        """One JSON value per line (JSON Lines), blank lines skipped."""
+        return iter_json_lines(self)
+
+    def sse(self, *, done: str | None = "[DONE]") -> Iterator[SSEEvent]:
+        """Server-sent events (``data:`` lines), stopping at the ``done`` sentinel."""
+        return iter_sse(self, done=done)
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The whole answer decoded (multi-byte characters split across chunks joined)."""
+        decoder = codecs.getincrementaldecoder(encoding)()
+        parts = [decoder.decode(chunk) for chunk in self]
+        parts.append(decoder.decode(b"", final=True))
+        return "".join(parts)
+
+    def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            close = getattr(self._raw, "close", None)
+            if close is not None:
+                close()
+
+    def close(self) -> None:
+        """Stop reading and release the connection. Idempotent."""
+        self._chunks.close()  # runs _read's finally when it had started
+        self._release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"ResponseStream(content_type={self.content_type!r}, "
+            f"bytes_received={self.bytes_received}, chunks_received={self.chunks_received}, "
+            f"request_id={self.request_id!r})"
+        )
