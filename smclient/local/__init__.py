@@ -27,12 +27,12 @@ from ._handlers import (
     StreamError,
     StreamingHandler,
 )
-from ._hosted import EndpointSpec
 from ._multimodel import ModelStats, MultiModelSettings
 from ._runtime import LocalEndpoint, LocalRuntime
-from ._server import ServiceError as ServiceFault
-from ._server import StreamFaults
 from ._sessions import SessionInfo
+from ._spec import EndpointSpec
+from ._wire import ServiceError as ServiceFault
+from ._wire import StreamFaults
 
 __all__ = [
     "EndpointSpec",
@@ -43,8 +43,8 @@ __all__ = [
     "ModelHandler",
     "ModelStats",
     "MultiModelSettings",
-    "SessionHandler",
     "ServiceFault",
+    "SessionHandler",
     "SessionInfo",
     "StreamError",
     "StreamFaults",

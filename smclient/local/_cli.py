@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._handlers import HandlerError
-from ._hosted import EndpointSpec
 from ._multimodel import MultiModelSettings
+from ._spec import EndpointSpec
 
 __all__ = ["main"]
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,79 +23,21 @@ from ._handlers import (
     load_model_dir,
     unpack_archive,
 )
-from ._multimodel import DirectoryModelLoader, ModelCache, ModelLoader, MultiModelSettings
-from ._server import (
+from ._multimodel import ModelCache, ModelLoader
+from ._sessions import RoundRobin, SessionInfo, SessionStore, is_close_request
+from ._sources import DirectoryModelLoader
+from ._spec import EndpointSpec
+from ._wire import (
     AsyncResult,
     InvocationRequest,
     InvocationResult,
     ServiceError,
-    StreamFaults,
     StreamResult,
 )
-from ._sessions import DEFAULT_SESSION_TTL, RoundRobin, SessionInfo, SessionStore, is_close_request
 
-__all__ = ["EndpointSpec", "HostedEndpoint"]
+__all__ = ["HostedEndpoint"]
 
 _log = logging.getLogger("smclient.local")
-_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
-
-
-@attrs.frozen
-class EndpointSpec:
-    """What one local endpoint hosts. Give exactly one model source:
-
-    - ``handler``: a handler object or a plain callable (single model, see
-      :mod:`smclient.local` for the handler protocol);
-    - ``model_dir``: a model directory or ``.tar.gz`` (single model);
-    - ``model_root``: a folder whose entries (directories or ``.tar.gz``) are the
-      ``TargetModel`` values of a multi-model endpoint;
-    - ``container_url``: a running bring-your-own container, single-model contract, or
-      the multi-model contract with ``container_multi_model=True`` (one instance).
-
-    ``loader`` builds a handler from a model directory (default: ``handler.py`` or the
-    inference toolkit's ``inference.py``). ``instance_count`` instances (default 1) share
-    the traffic round robin; sessions stick to theirs. ``session_ttl`` seconds (default
-    1200) with ``clock`` giving seconds since the epoch (default ``time.time``).
-    ``async_config`` (an ``AsyncSettings``) enables ``async-invocations``.
-    ``stream_faults`` injects failures into the streaming route (tests).
-
-    .. versionadded:: 0.1.0
-    """
-
-    name: str
-    handler: object | None = None
-    model_dir: str | os.PathLike[str] | None = None
-    model_root: str | os.PathLike[str] | None = None
-    container_url: str | None = None
-    container_multi_model: bool = False
-    loader: Callable[[Path], object] | None = None
-    variant_name: str = "AllTraffic"
-    instance_count: int = 1
-    multi_model: MultiModelSettings = attrs.field(factory=MultiModelSettings)
-    session_ttl: float = DEFAULT_SESSION_TTL
-    clock: Callable[[], float] = time.time
-    async_config: Any = None
-    stream_faults: StreamFaults | None = None
-    container_timeout: float = 70.0
-
-    def __attrs_post_init__(self) -> None:
-        if len(self.name) > 63 or not _NAME.fullmatch(self.name):
-            raise ValueError(f"invalid endpoint name {self.name!r}")
-        sources = [self.handler, self.model_dir, self.model_root, self.container_url]
-        if sum(s is not None for s in sources) != 1:
-            raise ValueError("give exactly one of handler, model_dir, model_root or container_url")
-        if self.instance_count < 1:
-            raise ValueError("instance_count must be >= 1")
-        if self.container_url is not None and self.instance_count != 1:
-            raise ValueError("a container endpoint has exactly one instance")
-        if self.session_ttl <= 0:
-            raise ValueError("session_ttl must be > 0 seconds")
-
-    @property
-    def is_multi_model(self) -> bool:
-        return self.model_root is not None or (
-            self.container_url is not None and self.container_multi_model
-        )
 
 
 @attrs.define
@@ -145,13 +84,13 @@ class HostedEndpoint:
             if not self._client.ping():
                 raise RuntimeError(f"the container at {spec.container_url} failed /ping")
             if not spec.container_multi_model:
-                from ._container_host import ContainerSingle
+                from ._sources import ContainerSingle
 
                 self._handler = ContainerSingle(self._client)
         for _ in range(spec.instance_count if spec.is_multi_model else 0):
             loader: ModelLoader
             if self._client is not None:
-                from ._container_host import ContainerModelLoader
+                from ._sources import ContainerModelLoader
 
                 root = Path(spec.model_root) if spec.model_root is not None else None
                 loader = ContainerModelLoader(self._client, root)

@@ -17,17 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Self
 
-from ._hosted import EndpointSpec, HostedEndpoint
+from ._hosted import HostedEndpoint
 from ._multimodel import ModelStats
-from ._server import (
-    AsyncResult,
-    InvocationRequest,
-    InvocationResult,
-    LoopbackServer,
-    ServiceError,
-    StreamResult,
-)
+from ._server import LoopbackServer
 from ._sessions import SessionInfo
+from ._spec import EndpointSpec
+from ._wire import AsyncResult, InvocationRequest, InvocationResult, ServiceError, StreamResult
 
 if TYPE_CHECKING:
     from .._endpoint import Endpoint

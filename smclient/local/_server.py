@@ -1,9 +1,7 @@
-"""The loopback HTTP server: routes and wire format of the SageMaker runtime (rest-json).
-
-Errors are answered as the service does, so botocore parses them into the right code:
-status, an ``x-amzn-ErrorType`` header and a JSON body with ``message`` (plus the modelled
-fields of ``ModelError`` at the top level). Every response carries ``x-amzn-RequestId``.
-What an endpoint does is behind the :class:`Application` protocol (see ``_hosted.py``).
+"""The loopback HTTP server: routes, request parsing and response encoding of the
+SageMaker runtime (rest-json). Every response carries ``x-amzn-RequestId``; error bodies
+are described in ``_wire.py``. What an endpoint does is behind the
+:class:`~smclient.local._wire.Application` protocol (see ``_hosted.py``).
 """
 
 from __future__ import annotations
@@ -18,31 +16,25 @@ import socketserver
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import attrs
-
 from . import _eventstream
+from ._wire import (
+    MAX_PAYLOAD_BYTES,
+    Application,
+    InvocationRequest,
+    InvocationResult,
+    ServiceError,
+    StreamFaults,
+    StreamResult,
+)
 
-__all__ = [
-    "ACCOUNT_ID",
-    "MAX_PAYLOAD_BYTES",
-    "Application",
-    "AsyncResult",
-    "InvocationRequest",
-    "InvocationResult",
-    "LoopbackServer",
-    "ServiceError",
-    "StreamFaults",
-    "StreamResult",
-]
+__all__ = ["LoopbackServer"]
 
 _log = logging.getLogger("smclient.local")
 
-ACCOUNT_ID = "123456789012"
-MAX_PAYLOAD_BYTES = 6_291_456  # the runtime's real-time limit (6 MB)
 # Bodies above the limit are still read (so the client sees the 400, not a reset) up to
 # this size; beyond it the connection is closed after the answer.
 _DRAIN_LIMIT = 64 * 1024 * 1024
@@ -54,136 +46,6 @@ _ROUTE = re.compile(
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _SESSION = re.compile(r"NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _PRINTABLE = re.compile(r"\S[\x20-\x7e]*")
-
-
-class ServiceError(Exception):
-    """An error answer: ``code`` (``x-amzn-ErrorType``), HTTP ``status``, ``message`` and
-    extra modelled ``fields`` put at the top level of the JSON body.
-
-    Exported as ``smclient.local.ServiceFault``: a handler may raise e.g.
-    ``ServiceFault.unavailable("...")`` (503) or ``ServiceFault.not_ready("...")`` (429)
-    to make the runtime itself answer with that error.
-    """
-
-    def __init__(self, code: str, status: int, message: str, **fields: object) -> None:
-        super().__init__(code, status, message)
-        self.code = code
-        self.status = status
-        self.message = message
-        self.fields = fields
-
-    @classmethod
-    def validation(cls, message: str) -> ServiceError:
-        return cls("ValidationError", 400, message)
-
-    @classmethod
-    def not_ready(cls, message: str) -> ServiceError:
-        return cls("ModelNotReadyException", 429, message)
-
-    @classmethod
-    def unavailable(cls, message: str) -> ServiceError:
-        return cls("ServiceUnavailable", 503, message)
-
-    @classmethod
-    def model_error(cls, endpoint: str, status: int, message: str) -> ServiceError:
-        """``ModelError`` 424 worded as the service words it, with its three fields."""
-        group = f"/aws/sagemaker/Endpoints/{endpoint}"
-        kind = "client" if 400 <= status < 500 else "server"
-        text = (
-            f'Received {kind} error ({status}) from primary with message "{message}". '
-            f"See https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
-            f"#logEventViewer:group={group} in account {ACCOUNT_ID} for more information."
-        )
-        return cls(
-            "ModelError",
-            424,
-            text,
-            OriginalStatusCode=status,
-            OriginalMessage=message,
-            LogStreamArn=f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:{group}",
-        )
-
-    @classmethod
-    def endpoint_not_found(cls, name: str) -> ServiceError:
-        return cls.validation(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
-
-
-@attrs.frozen
-class InvocationRequest:
-    """One parsed ``invocations`` / ``invocations-response-stream`` request."""
-
-    endpoint_name: str
-    body: bytes
-    request_id: str
-    content_type: str | None = None
-    accept: str | None = None
-    custom_attributes: str | None = None
-    target_model: str | None = None
-    target_variant: str | None = None
-    target_container_hostname: str | None = None
-    inference_id: str | None = None
-    session_id: str | None = None
-    inference_component: str | None = None
-
-
-@attrs.frozen
-class InvocationResult:
-    """A real-time answer."""
-
-    body: bytes
-    content_type: str
-    variant: str
-    custom_attributes: str | None = None
-    new_session_id: str | None = None
-    closed_session_id: str | None = None
-
-
-@attrs.frozen
-class StreamFaults:
-    """Test knobs for the streaming route: after ``cut_after_events`` events the
-    connection is cut (the client sees ``urllib3.exceptions.ProtocolError``); after
-    ``stall_after_events`` the server pauses until ``stall_release`` is set or
-    ``stall_timeout`` seconds pass (the client's read timeout fires first).
-
-    .. versionadded:: 0.1.0
-    """
-
-    cut_after_events: int | None = None
-    stall_after_events: int | None = None
-    stall_release: threading.Event | None = None
-    stall_timeout: float = 10.0
-
-
-@attrs.frozen
-class StreamResult:
-    """A streamed answer: already-encoded event-stream messages."""
-
-    events: Iterator[bytes]
-    content_type: str
-    variant: str
-    custom_attributes: str | None = None
-    faults: StreamFaults | None = None
-
-
-@attrs.frozen
-class AsyncResult:
-    """The 202 answer of ``async-invocations``."""
-
-    inference_id: str
-    output_location: str
-    failure_location: str | None = None
-
-
-class Application(Protocol):
-    """What the server asks of the endpoints it hosts."""
-
-    def invoke(self, request: InvocationRequest) -> InvocationResult: ...
-
-    def invoke_stream(self, request: InvocationRequest) -> StreamResult: ...
-
-    def invoke_async(self, endpoint_name: str, headers: Mapping[str, str]) -> AsyncResult: ...
-
-    def status(self) -> dict[str, Any]: ...
 
 
 def _check(value: str | None, member: str, *, max_len: int, pattern: re.Pattern[str]) -> None:

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from smclient.local import LocalEndpoint
 from smclient.local._container import ContainerClient
-from smclient.local._container_host import container_model_name
+from smclient.local._sources import container_model_name
 
 from .fake_container import FakeContainer
 

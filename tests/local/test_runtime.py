@@ -128,7 +128,7 @@ def test_several_endpoints_on_one_server(client_for: Any) -> None:
     ],
 )
 def test_spec_validation(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="name|exactly one|instance"):
+    with pytest.raises(ValueError, match=r"name|exactly one|instance"):
         EndpointSpec(**kwargs)
 
 

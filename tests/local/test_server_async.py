@@ -24,7 +24,9 @@ def model(body: bytes, content_type: str | None, accept: str | None) -> bytes:
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
-    settings = AsyncSettings(s3_output_path="s3://out-bucket/results", s3_failure_path="s3://out-bucket/fail")
+    settings = AsyncSettings(
+        s3_output_path="s3://out-bucket/results", s3_failure_path="s3://out-bucket/fail"
+    )
     specs = [
         EndpointSpec("async-ep", handler=model, async_config=settings),
         EndpointSpec("realtime", handler=model),
