@@ -45,6 +45,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("python", "tests/benchmarks/bench_invoke.py", *session.posargs)
     session.run("python", "tests/benchmarks/bench_import.py")
+    session.run("python", "tests/benchmarks/bench_stream.py")
 
 
 @nox.session
