@@ -1,0 +1,23 @@
+"""Asynchronous inference: submit, handles, the poller, wait/as_completed (private package;
+the public names are re-exported by :mod:`smclient`)."""
+
+from __future__ import annotations
+
+from ._errors import AsyncInferenceError, AsyncTimeoutError, S3AccessDeniedError
+from ._handle import AsyncInvocation, Completion, S3Object
+from ._poller import Poller
+from ._submit import submit
+from ._wait import as_completed, wait
+
+__all__ = [
+    "AsyncInferenceError",
+    "AsyncInvocation",
+    "AsyncTimeoutError",
+    "Completion",
+    "Poller",
+    "S3AccessDeniedError",
+    "S3Object",
+    "as_completed",
+    "submit",
+    "wait",
+]

@@ -1,0 +1,344 @@
+"""The :class:`Poller`: one loop that finds the results of many async invocations.
+
+Sources, combinable:
+
+- **S3**: pending invocations are grouped by (bucket, folder) of their output and failure
+  locations; each group costs one ``ListObjectsV2`` per 1,000 objects under the folder,
+  however many invocations wait there. A group uses ``HeadObject`` per object instead when
+  that is cheaper (fewer objects expected than the last listing's pages), or when listing
+  is denied (403).
+- **SNS through SQS**: long-polled batches of up to 10 messages; handled messages are
+  deleted. A success notification is confirmed with one ``HeadObject`` (a notification can
+  arrive before its object is visible); until then the invocation stays pending.
+
+With both, SNS gives speed and an S3 round every ``reconcile_interval`` seconds makes sure
+that a missing or late notification loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._errors import InvalidInputError, ServiceError
+from .._retry import RetryPolicy, run
+from . import _s3 as s3
+from ._checks import split_s3_url
+from ._errors import AsyncTimeoutError, timeout_message
+from ._handle import AsyncInvocation, Completion
+from ._notify import Kind, Notice, parse
+
+if TYPE_CHECKING:
+    from .._endpoint import Endpoint
+
+__all__ = ["Poller"]
+
+_log = logging.getLogger("smclient")
+_SQS_POLICY = RetryPolicy(timeout=60.0)
+_Group = tuple[str, str]  # (bucket, folder prefix)
+
+
+def _folder(key: str) -> str:
+    return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+
+
+@attrs.define
+class Poller:
+    """Watches S3 (and optionally an SQS queue fed by the SNS topics) for results.
+
+    ``endpoint``: whose S3/SQS clients to use (default: each invocation's own).
+    ``queue_url`` / ``topics``: an SQS queue subscribed to the success/error topics
+    (see :func:`smclient.notifications.subscribe`, whose ``Subscription`` can be passed
+    as ``subscription``); enveloped messages from other topics are ignored. ``s3``
+    (default ``True``): also watch S3. ``interval`` (seconds, default 5): pause between
+    S3 rounds when there is no queue. ``reconcile_interval`` (seconds, default 30): S3
+    rounds when a queue is watched. ``wait_time_seconds`` (0..20, default 20): SQS long
+    polling. ``clock`` (POSIX seconds, default ``time.time``) and ``sleep`` are injectable.
+
+    Not thread-safe: use one poller per thread.
+
+    .. versionadded:: 0.1.0
+    """
+
+    _endpoint: Endpoint | None = attrs.field(default=None, alias="endpoint")
+    queue_url: str | None = attrs.field(default=None, kw_only=True)
+    topics: tuple[str, ...] = attrs.field(default=(), kw_only=True, converter=tuple)
+    s3: bool = attrs.field(default=True, kw_only=True)
+    interval: float = attrs.field(default=5.0, kw_only=True)
+    reconcile_interval: float = attrs.field(default=30.0, kw_only=True)
+    wait_time_seconds: int = attrs.field(default=20, kw_only=True)
+    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
+    sleep: Callable[[float], None] = attrs.field(default=time.sleep, kw_only=True, repr=False)
+    subscription: Any = attrs.field(default=None, kw_only=True, repr=False)
+    _pending: dict[str, AsyncInvocation] = attrs.field(factory=dict, init=False, repr=False)
+    _done: dict[str, Completion] = attrs.field(factory=dict, init=False, repr=False)
+    _notified: dict[str, Notice] = attrs.field(factory=dict, init=False, repr=False)
+    _head_only: set[_Group] = attrs.field(factory=set, init=False, repr=False)
+    _pages: dict[_Group, int] = attrs.field(factory=dict, init=False, repr=False)
+    _next_s3: float = attrs.field(default=0.0, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.subscription is not None:
+            self.queue_url = self.queue_url or self.subscription.queue_url
+            self.topics = self.topics or tuple(self.subscription.topics)
+        if not 0 <= self.wait_time_seconds <= 20:
+            raise InvalidInputError("wait_time_seconds", "out of range", limit="0..20 seconds")
+        if self.interval <= 0 or self.reconcile_interval <= 0:
+            raise InvalidInputError("interval", "must be positive", limit="seconds, > 0")
+        if not self.s3 and self.queue_url is None:
+            raise InvalidInputError("s3", "False needs a queue_url", limit="at least one source")
+
+    # -- public --------------------------------------------------------------------------
+
+    def track(self, invocations: Iterable[AsyncInvocation]) -> None:
+        """Start watching ``invocations`` (already finished or tracked ones are kept)."""
+        for inv in invocations:
+            if inv.key not in self._done:
+                self._pending.setdefault(inv.key, inv)
+
+    @property
+    def pending(self) -> list[AsyncInvocation]:
+        """Tracked invocations not finished yet."""
+        return list(self._pending.values())
+
+    def completion(self, invocation: AsyncInvocation) -> Completion | None:
+        """What was found for ``invocation`` so far (``None``: not finished or not tracked)."""
+        return self._done.get(invocation.key)
+
+    def check(self, invocation: AsyncInvocation) -> Completion | None:
+        """Track ``invocation`` and look once (S3 and queue, no waiting)."""
+        self.track([invocation])
+        if invocation.key in self._pending:
+            self.poll(s3_now=True, wait=0)
+        return self._done.get(invocation.key)
+
+    def poll(self, *, s3_now: bool = False, wait: float = 0.0) -> list[Completion]:
+        """One round: receive from the queue (long-polling up to ``wait`` seconds), confirm
+        notified outputs, and run an S3 round when one is due (or ``s3_now``).
+        Returns what finished in this round."""
+        found: list[Completion] = []
+        if self.queue_url is not None and self._pending:
+            found += self._receive(int(max(0, min(wait, self.wait_time_seconds))))
+        if self._notified:
+            found += self._confirm_notified()
+        now = self.clock()
+        if self.s3 and self._pending and (s3_now or now >= self._next_s3):
+            found += self._s3_round()
+            pause = self.reconcile_interval if self.queue_url else self.interval
+            self._next_s3 = now + pause
+        return found
+
+    def as_completed(
+        self, invocations: Iterable[AsyncInvocation], *, timeout: float | None = None
+    ) -> Iterator[Completion]:
+        """Yield a :class:`Completion` for each invocation as it finishes.
+
+        ``timeout`` (seconds, default: until the last invocation's deadline) bounds the
+        whole iteration: then :class:`AsyncTimeoutError` lists what is still pending.
+        """
+        wanted = {inv.key: inv for inv in invocations}
+        self.track(wanted.values())
+        start = self.clock()
+        end = start + timeout if timeout is not None else None
+        left = dict(wanted)
+        done = 0
+        first = True
+        while True:
+            for key in [k for k in left if k in self._done]:
+                del left[key]
+                done += 1
+                yield self._done[key]
+            if not left:
+                return
+            now = self.clock()
+            deadline = end if end is not None else max(i.deadline for i in left.values())
+            if now >= deadline and not first:
+                raise AsyncTimeoutError(
+                    timeout_message(list(left.values()), now - start, done),
+                    pending=list(left.values()),
+                    done=done,
+                )
+            wait = max(0.0, deadline - now)
+            found = self.poll(s3_now=first or now >= deadline, wait=wait)
+            first = False
+            if not found and (self.queue_url is None or self.wait_time_seconds == 0):
+                # Nothing blocked in this round (no long poll): pause, within the deadline.
+                self.sleep(max(0.0, min(self._pause(), deadline - self.clock())))
+
+    def wait(
+        self, invocations: Iterable[AsyncInvocation], *, timeout: float | None = None
+    ) -> list[Completion]:
+        """Wait for every invocation; completions in the order given.
+
+        Raises :class:`AsyncTimeoutError` (with ``pending``) when ``timeout`` seconds
+        (default: until the last deadline) pass first.
+        """
+        wanted = list(invocations)
+        for _ in self.as_completed(wanted, timeout=timeout):
+            pass
+        return [self._done[inv.key] for inv in wanted]
+
+    def wait_one(self, invocation: AsyncInvocation, *, timeout: float | None = None) -> Completion:
+        """Wait for one invocation (see :meth:`wait`)."""
+        return self.wait([invocation], timeout=timeout)[0]
+
+    def forget(self, invocations: Iterable[AsyncInvocation]) -> None:
+        """Stop tracking ``invocations`` and drop what was found for them (frees memory)."""
+        for inv in invocations:
+            self._pending.pop(inv.key, None)
+            self._done.pop(inv.key, None)
+            self._notified.pop(inv.key, None)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _pause(self) -> float:
+        if self.queue_url is not None:
+            return min(self.interval, max(0.0, self._next_s3 - self.clock())) or self.interval
+        return max(0.0, self._next_s3 - self.clock()) or self.interval
+
+    def _client(self, service: str, inv: AsyncInvocation) -> Any:
+        endpoint = self._endpoint or inv.bound_endpoint()
+        return endpoint.client(service)
+
+    def _finish(self, completion: Completion) -> Completion:
+        key = completion.invocation.key
+        self._pending.pop(key, None)
+        self._notified.pop(key, None)
+        self._done[key] = completion
+        return completion
+
+    def _s3_round(self) -> list[Completion]:
+        expected: dict[_Group, dict[str, tuple[str, bool]]] = defaultdict(dict)
+        for key, inv in self._pending.items():
+            for location, ok in ((inv.output_location, True), (inv.failure_location, False)):
+                if location:
+                    bucket, object_key = split_s3_url(location)
+                    expected[(bucket, _folder(object_key))][object_key] = (key, ok)
+        hits: dict[str, tuple[bool, int | None]] = {}
+        for group, keys in expected.items():
+            inv = self._pending[next(iter(keys.values()))[0]]
+            client = self._client("s3", inv)
+            use_head = group in self._head_only or len(keys) < self._pages.get(group, 1)
+            found = None if use_head else self._list(client, group, keys, inv.endpoint_name)
+            if found is None:
+                found = self._head(client, group[0], keys, inv.endpoint_name)
+            for object_key, size in found.items():
+                inv_key, ok = keys[object_key]
+                if ok or inv_key not in hits:  # an output wins over a failure object
+                    hits[inv_key] = (ok, size)
+        return [
+            self._finish(Completion(invocation=self._pending[k], succeeded=ok, source="s3", size=n))
+            for k, (ok, n) in hits.items()
+        ]
+
+    def _list(
+        self, client: Any, group: _Group, keys: Collection[str], endpoint: str
+    ) -> dict[str, int | None] | None:
+        bucket, folder = group
+        # The longest prefix shared by the expected keys narrows the listing for free.
+        prefix = os.path.commonprefix(list(keys)) if keys else folder  # noqa: RUF071
+        try:
+            found, pages = s3.find(client, bucket, prefix, keys, endpoint=endpoint)
+        except ServiceError as exc:
+            if not s3.denied(exc):
+                raise
+            _log.warning(
+                "listing s3://%s/%s is denied (403): checking objects one by one", bucket, prefix
+            )
+            self._head_only.add(group)
+            return None
+        self._pages[group] = pages
+        return found
+
+    def _head(
+        self, client: Any, bucket: str, keys: Collection[str], endpoint: str
+    ) -> dict[str, int | None]:
+        found: dict[str, int | None] = {}
+        for object_key in keys:
+            size = s3.exists(client, bucket, object_key, endpoint=endpoint)
+            if size is not None:
+                found[object_key] = size
+        return found
+
+    def _receive(self, wait: int) -> list[Completion]:
+        probe = next(iter(self._pending.values()))
+        sqs = self._client("sqs", probe)
+        response, _ = run(
+            _SQS_POLICY,
+            lambda: sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+            ),
+            endpoint=probe.endpoint_name,
+            operation="ReceiveMessage",
+        )
+        found: list[Completion] = []
+        handled: list[dict[str, str]] = []
+        for message in response.get("Messages") or ():
+            kind, notice = parse(message.get("Body", ""), self.topics)
+            if kind is Kind.NOTICE and notice is not None:
+                known, completion = self._on_notice(notice)
+                if completion is not None:
+                    found.append(completion)
+                if not known:
+                    continue  # another poller's invocation: leave it for its owner
+            elif kind is not Kind.TEST:
+                continue  # foreign topic or not a SageMaker notification: not ours to delete
+            handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
+        if handled:
+            run(
+                _SQS_POLICY,
+                lambda: sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=handled),
+                endpoint=probe.endpoint_name,
+                operation="DeleteMessageBatch",
+            )
+        return found
+
+    def _on_notice(self, notice: Notice) -> tuple[bool, Completion | None]:
+        """``(known, completion)``: whether the notice is about an invocation this poller
+        tracks (or tracked), and what it completes now."""
+        if notice.output_location and notice.output_location in self._done:
+            return True, None  # a duplicate
+        matches = [
+            inv
+            for inv in self._pending.values()
+            if inv.inference_id == notice.inference_id
+            and (notice.output_location in (None, inv.output_location))
+        ]
+        if len(matches) != 1:
+            seen = any(
+                c.invocation.inference_id == notice.inference_id for c in self._done.values()
+            )
+            return seen, None
+        inv = matches[0]
+        if notice.status == "Failed":
+            completion = Completion(
+                invocation=inv,
+                succeeded=False,
+                source="notification",
+                failure_reason=notice.failure_reason,
+            )
+            return True, self._finish(completion)
+        self._notified[inv.key] = notice
+        return True, None
+
+    def _confirm_notified(self) -> list[Completion]:
+        found = []
+        for key in list(self._notified):
+            inv = self._pending.get(key)
+            if inv is None:
+                self._notified.pop(key, None)
+                continue
+            bucket, object_key = split_s3_url(inv.output_location)
+            size = s3.exists(
+                self._client("s3", inv), bucket, object_key, endpoint=inv.endpoint_name
+            )
+            if size is not None:
+                done = Completion(invocation=inv, succeeded=True, source="notification", size=size)
+                found.append(self._finish(done))
+        return found
