@@ -225,3 +225,13 @@ def test_a_forked_process_builds_its_own_client(
     monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # what a fork looks like to us
     assert ep.client() is not parent_client  # the parent's connection pool is never shared
     assert ep.invoke(b"child").body == b"child"
+
+
+def test_one_endpoint_shared_by_threads(runtime: ScriptedRuntime) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ep = runtime.endpoint("shared")
+    with ThreadPoolExecutor(8) as pool:
+        bodies = list(pool.map(lambda i: ep.invoke(f"call {i}").text(), range(64)))
+    assert bodies == [f"call {i}" for i in range(64)]
+    assert len(runtime.requests) == 64
