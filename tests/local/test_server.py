@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -225,3 +226,20 @@ def test_status_route_counts_per_instance(runtime: Any, client_for: Any) -> None
     assert doc["endpoints"]["plain"]["instances"][0]["invocations"] == before + 1
     assert doc["endpoints"]["mme"]["multi_model"] is True
     assert raw(runtime, "GET", "/ping")[0] == 200
+
+
+def test_sequential_requests_do_not_wait_for_delayed_acks(runtime: Any) -> None:
+    # With Nagle's algorithm on, each response's body waits ~40 ms for the client's
+    # delayed ACK of the headers: 50 requests would take over 2 s instead of milliseconds.
+    conn = http.client.HTTPConnection("127.0.0.1", int(runtime.url.rsplit(":", 1)[1]), timeout=5)
+    conn.connect()
+    assert conn.sock is not None
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    started = time.perf_counter()
+    try:
+        for _ in range(50):
+            conn.request("POST", "/endpoints/plain/invocations", body=b"ab")
+            assert conn.getresponse().read() == b"ba"
+    finally:
+        conn.close()
+    assert time.perf_counter() - started < 1.5
