@@ -68,6 +68,8 @@ class EndpointSpec:
             raise ValueError("instance_count must be >= 1")
         if self.container_url is not None and self.instance_count != 1:
             raise ValueError("a container endpoint has exactly one instance")
+        if self.async_config is not None and self.is_multi_model:
+            raise ValueError("asynchronous inference is not available on multi-model endpoints")
         if self.session_ttl <= 0:
             raise ValueError("session_ttl must be > 0 seconds")
 

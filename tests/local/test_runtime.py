@@ -125,10 +125,12 @@ def test_several_endpoints_on_one_server(client_for: Any) -> None:
         {"name": "ok", "handler": upper, "model_root": "."},
         {"name": "ok", "handler": upper, "instance_count": 0},
         {"name": "ok", "container_url": "http://127.0.0.1:1", "instance_count": 2},
+        {"name": "ok", "model_root": ".", "async_config": object()},
+        {"name": "ok", "handler": upper, "session_ttl": 0},
     ],
 )
 def test_spec_validation(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"name|exactly one|instance"):
+    with pytest.raises(ValueError, match=r"name|exactly one|instance|asynchronous|session_ttl"):
         EndpointSpec(**kwargs)
 
 

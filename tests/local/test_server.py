@@ -243,3 +243,35 @@ def test_sequential_requests_do_not_wait_for_delayed_acks(runtime: Any) -> None:
     finally:
         conn.close()
     assert time.perf_counter() - started < 1.5
+
+
+def raw_exchange(runtime: Any, request: bytes) -> bytes:
+    port = int(runtime.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and data.endswith(b"}"):
+                break
+    return data
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ("X-Amzn-SageMaker-Custom-Attributes: caf\xe9\r\n", b"400"),
+        ("X-Long: " + "a" * 70_000 + "\r\n", b"431"),
+        ("".join(f"X-H{i}: v\r\n" for i in range(120)), b"431"),
+    ],
+)
+def test_malformed_headers_get_json_errors(runtime: Any, headers: str, status: bytes) -> None:
+    request = (
+        "POST /endpoints/echo/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+        + headers
+        + "Connection: close\r\n\r\n"
+    ).encode("latin-1")
+    data = raw_exchange(runtime, request)
+    assert data.startswith(b"HTTP/1.1 " + status)
+    assert b"x-amzn-ErrorType" in data
+    assert b"Traceback" not in data
