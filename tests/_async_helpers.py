@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -44,8 +44,11 @@ def empty_bucket(endpoint: Endpoint, bucket: str) -> None:
     except s3.exceptions.NoSuchBucket:
         s3.create_bucket(Bucket=bucket)
         return
-    for item in listed:
-        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    while listed:
+        s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": item["Key"]} for item in listed]}
+        )
+        listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
 
 
 class Requests:
@@ -131,3 +134,41 @@ def handle(
         region="us-east-1",
         endpoint=endpoint,
     )
+
+
+class FakeS3:
+    """An in-memory S3 listing (``list_objects_v2`` pages of ``page_size``, ``head_object``),
+    counting calls: for paging and scale tests where moto would be slow to fill."""
+
+    def __init__(self, keys: Iterable[str], page_size: int = 1000) -> None:
+        self.keys = sorted(keys)
+        self.page_size = page_size
+        self.calls: Counter[str] = Counter()
+
+    def list_objects_v2(
+        self, *, Bucket: str, Prefix: str = "", ContinuationToken: str | None = None
+    ) -> dict[str, Any]:
+        self.calls["ListObjectsV2"] += 1
+        start = int(ContinuationToken or 0)
+        matching = [k for k in self.keys if k.startswith(Prefix)]
+        page = matching[start : start + self.page_size]
+        more = start + self.page_size < len(matching)
+        answer: dict[str, Any] = {
+            "Contents": [{"Key": k, "Size": 1} for k in page],
+            "IsTruncated": more,
+        }
+        if more:
+            answer["NextContinuationToken"] = str(start + self.page_size)
+        return answer
+
+
+class FakeEndpoint:
+    """Hands out a fake S3 client (the Poller's ``endpoint`` seam)."""
+
+    def __init__(self, s3: FakeS3) -> None:
+        self.s3 = s3
+        self.name = "async-ep"
+
+    def client(self, service: str) -> Any:
+        assert service == "s3"
+        return self.s3
