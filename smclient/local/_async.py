@@ -16,6 +16,7 @@ failed while the model call is still running (its late result is discarded).
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from ._async_types import (
     AsyncRequest,
     AsyncRequestError,
     AsyncSettings,
+    AsyncStats,
     ModelReply,
     locations,
     split_s3_url,
@@ -52,20 +54,6 @@ __all__ = [
 _log = logging.getLogger("smclient.local.async")
 
 Invoke = Callable[[bytes, AsyncRequest], ModelReply]
-
-
-@attrs.frozen
-class AsyncStats:
-    """Counters of an :class:`AsyncWorker`: ``backlog`` (queued, not started),
-    ``in_flight`` (running now), ``completed`` and ``failed`` (since start).
-
-    .. versionadded:: 0.1.0
-    """
-
-    backlog: int
-    in_flight: int
-    completed: int
-    failed: int
 
 
 @attrs.define(eq=False)
@@ -153,12 +141,12 @@ class AsyncWorker:
 
         for topic in self._settings.topics:
             try:
-                self._sns.publish(TopicArn=topic, Message=_json(notify.TEST_NOTIFICATION))
+                self._sns.publish(TopicArn=topic, Message=json.dumps(notify.TEST_NOTIFICATION))
             except (BotoCoreError, ClientError) as exc:
                 self._close_clients()
                 raise RuntimeError(
                     f"endpoint {self._endpoint_name!r}: cannot publish to SNS topic {topic}: "
-                    f"{_error_code(exc)}"
+                    f"{notify.error_code(exc)}"
                 ) from exc
         with self._cond:
             self._state = "running"
@@ -256,6 +244,9 @@ class AsyncWorker:
                 self._in_flight += 1
             try:
                 self._handle(job)
+            except Exception:  # a bug here must not cost a worker slot or lose the request
+                _log.exception("endpoint %s: async worker error", self._endpoint_name)
+                self._finish_failed(job, notify.internal("The async worker failed."))
             finally:
                 with self._cond:
                     self._in_flight -= 1
@@ -289,7 +280,7 @@ class AsyncWorker:
                 data: bytes = stream.read()
             return data
         except (BotoCoreError, ClientError) as exc:
-            raise _Failed(notify.input_failure(location, _error_code(exc))) from exc
+            raise _Failed(notify.input_failure(location, notify.error_code(exc))) from exc
 
     def _call_model(self, job: _Job, body: bytes) -> ModelReply:
         call = _Call()
@@ -350,7 +341,7 @@ class AsyncWorker:
         try:
             self._s3.put_object(Bucket=bucket, Key=key, Body=reply.body, **extra)
         except (BotoCoreError, ClientError) as exc:
-            self._finish_failed(job, notify.output_failure(location, _error_code(exc)))
+            self._finish_failed(job, notify.output_failure(location, notify.error_code(exc)))
             return
         with self._cond:
             self._completed += 1
@@ -373,7 +364,7 @@ class AsyncWorker:
                 "endpoint %s: cannot write the failure object %s: %s",
                 self._endpoint_name,
                 location,
-                _error_code(exc),
+                notify.error_code(exc),
             )
         with self._cond:
             self._failed += 1
@@ -405,25 +396,10 @@ class AsyncWorker:
                 "endpoint %s: cannot publish to %s: %s",
                 self._endpoint_name,
                 topic,
-                _error_code(exc),
+                notify.error_code(exc),
             )
 
     def _close_clients(self) -> None:
         for client in (self._s3, self._sns):
             if client is not None:
                 client.close()
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

@@ -196,3 +196,13 @@ def failure_document(inference_id: str, failure: Failure) -> bytes:
             text = reply.body[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", errors="replace")
         doc["originalMessage"] = text[:_MAX_ORIGINAL_MESSAGE]
     return json.dumps(doc).encode("utf-8")
+
+
+def error_code(exc: BaseException) -> str:
+    """The service error code of a botocore error (``NoSuchKey``...), else its type name."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__

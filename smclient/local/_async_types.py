@@ -17,6 +17,7 @@ __all__ = [
     "AsyncRequest",
     "AsyncRequestError",
     "AsyncSettings",
+    "AsyncStats",
     "ModelReply",
 ]
 
@@ -191,6 +192,20 @@ class ModelReply:
     body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
     content_type: str | None
     message: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class AsyncStats:
+    """Counters of an :class:`AsyncWorker`: ``backlog`` (queued, not started),
+    ``in_flight`` (running now), ``completed`` and ``failed`` (since start).
+
+    .. versionadded:: 0.1.0
+    """
+
+    backlog: int
+    in_flight: int
+    completed: int
+    failed: int
 
 
 @attrs.frozen
