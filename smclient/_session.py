@@ -36,6 +36,7 @@ from ._session_info import SessionError, SessionInfo, SessionProtocol, SessionSt
 if TYPE_CHECKING:
     from ._codecs import Codec
     from ._endpoint import Endpoint
+    from ._streaming import ResponseStream
 
 __all__ = ["Session"]
 
@@ -304,6 +305,47 @@ class Session:
                     inference_id=inference_id,
                     custom_attributes=custom_attributes,
                     enable_explanations=enable_explanations,
+                )
+            except ValidationError as exc:
+                raise self._core.rejected(exc) from exc
+
+    def stream(
+        self,
+        body: Any,
+        *,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        target_variant: str | None = None,
+        target_container_hostname: str | None = None,
+        inference_component: str | None = None,
+        inference_id: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ResponseStream:
+        """Invoke within the session with a streamed answer; the arguments and result are
+        those of :meth:`smclient.Endpoint.stream` (``SessionId=<id>`` is added). Errors
+        as :meth:`invoke`. The session's lock covers starting the stream, not reading it:
+        read or close the stream before the next call if turns must not overlap.
+
+        Only an open session can stream: the open call itself cannot be streamed
+        (``InvokeEndpointWithResponseStream`` cannot create a session).
+        """
+        with self._locked():
+            self._core.check_usable()
+            try:
+                return self._endpoint.stream(
+                    body,
+                    content_type=content_type,
+                    accept=accept,
+                    custom_attributes=custom_attributes,
+                    target_variant=target_variant,
+                    target_container_hostname=target_container_hostname,
+                    inference_component=inference_component,
+                    inference_id=inference_id,
+                    session_id=self.id,
+                    codec=codec,
+                    retry=self._retry if retry is None else session_policy(retry),
                 )
             except ValidationError as exc:
                 raise self._core.rejected(exc) from exc
