@@ -249,6 +249,9 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
     def _send_stream(self, result: StreamResult, request_id: str) -> None:
         # Chunked transfer encoding: with a Content-Length botocore would wait for the
         # whole body before yielding the first event.
+        faults = result.faults or StreamFaults()
+        if faults.stall_before_response:
+            faults.stall()
         self.send_response(200)
         self.send_header("x-amzn-RequestId", request_id)
         self.send_header("Content-Type", _eventstream.CONTENT_TYPE)
@@ -260,17 +263,20 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             )
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        faults = result.faults or StreamFaults()
         sent = 0
         try:
             for event in result.events:
-                if faults.stall_after_events is not None and sent == faults.stall_after_events:
-                    release = faults.stall_release or threading.Event()
-                    release.wait(faults.stall_timeout)
+                if sent == faults.stall_after_events:
+                    faults.stall()
                 if faults.cut_after_events is not None and sent >= faults.cut_after_events:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                failure_at = faults.internal_failure_after_events
+                if failure_at is not None and sent >= failure_at:
+                    failure = _eventstream.internal_stream_failure("Injected stream failure.")
+                    self.wfile.write(b"%X\r\n%s\r\n" % (len(failure), failure))
+                    break
                 self.wfile.write(b"%X\r\n%s\r\n" % (len(event), event))
                 sent += 1
         except (ConnectionError, TimeoutError):

@@ -113,18 +113,31 @@ class InvocationResult:
 
 @attrs.frozen
 class StreamFaults:
-    """Test knobs for the streaming route: after ``cut_after_events`` events the
-    connection is cut (the client sees ``urllib3.exceptions.ProtocolError``); after
-    ``stall_after_events`` the server pauses until ``stall_release`` is set or
-    ``stall_timeout`` seconds pass (the client's read timeout fires first).
+    """Test knobs for the streaming route (counts are events already sent):
+
+    - ``cut_after_events``: the connection is cut before the next event (the client sees
+      ``urllib3.exceptions.ProtocolError`` while iterating);
+    - ``stall_after_events``: the server pauses before the next event until
+      ``stall_release`` is set or ``stall_timeout`` seconds pass (the client's read timeout
+      fires first: ``urllib3.exceptions.ReadTimeoutError``);
+    - ``stall_before_response``: the same pause before the status line (botocore raises
+      ``ReadTimeoutError`` from the call itself);
+    - ``internal_failure_after_events``: the stream ends with an ``InternalStreamFailure``
+      event instead of the next event.
 
     .. versionadded:: 0.1.0
     """
 
     cut_after_events: int | None = None
     stall_after_events: int | None = None
+    stall_before_response: bool = False
+    internal_failure_after_events: int | None = None
     stall_release: threading.Event | None = None
     stall_timeout: float = 10.0
+
+    def stall(self) -> None:
+        """Pauses until ``stall_release`` is set or ``stall_timeout`` passes."""
+        (self.stall_release or threading.Event()).wait(self.stall_timeout)
 
 
 @attrs.frozen

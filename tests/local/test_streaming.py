@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import botocore.exceptions
 import pytest
 import urllib3.exceptions
 from botocore.eventstream import EventStreamBuffer
@@ -78,6 +79,16 @@ def runtime(streamer: Streamer) -> Iterator[LocalRuntime]:
             stream_faults=StreamFaults(stall_after_events=1, stall_release=release),
         ),
         EndpointSpec("mme", model_root="."),
+        EndpointSpec(
+            "stall-first",
+            handler=streamer,
+            stream_faults=StreamFaults(stall_before_response=True, stall_release=release),
+        ),
+        EndpointSpec(
+            "fail",
+            handler=streamer,
+            stream_faults=StreamFaults(internal_failure_after_events=1),
+        ),
     ]
     with LocalRuntime(specs) as rt:
         yield rt
@@ -201,6 +212,24 @@ def test_stall_trips_the_read_timeout(runtime: LocalRuntime, client_for: Any) ->
     with pytest.raises(urllib3.exceptions.ReadTimeoutError):
         next(stream)
     response["Body"].close()
+
+
+def test_stall_before_response_times_out_the_call(runtime: LocalRuntime, client_for: Any) -> None:
+    client = client_for(runtime.url, read_timeout=0.2)
+    with pytest.raises(botocore.exceptions.ReadTimeoutError):
+        client.invoke_endpoint_with_response_stream(EndpointName="stall-first", Body=b"a")
+
+
+def test_injected_internal_stream_failure(runtime: LocalRuntime, client_for: Any) -> None:
+    response = client_for(runtime.url).invoke_endpoint_with_response_stream(
+        EndpointName="fail", Body=b"a b c"
+    )
+    stream = iter(response["Body"])
+    assert next(stream) == {"PayloadPart": {"Bytes": b"a "}}
+    with pytest.raises(EventStreamError) as info:
+        next(stream)
+    response["Body"].close()
+    assert info.value.response["Error"]["Code"] == "InternalStreamFailure"
 
 
 def decode(data: bytes) -> list[Any]:
