@@ -240,15 +240,16 @@ class ModelCache:
         deadline = time.monotonic() + self._settings.invocation_window
         waited: _Slot | None = None
         with self._cond:
-            counters = self._counters.setdefault(target, _Counters())
             while True:
                 if self._closed:
                     raise ServiceError.unavailable("The endpoint is shutting down.")
                 slot = self._slots.get(target)
                 if slot is None or (slot.state is _State.FAILED and slot is not waited):
+                    # Counters exist only for models that were found (no entry per typo).
                     slot = self._start_load(target)
-                    counters.misses += 1
+                    self._counters[target].misses += 1
                     waited = slot
+                counters = self._counters[target]
                 if slot.state is _State.READY:
                     slot.in_use += 1
                     slot.last_used = next(self._tick)
@@ -279,6 +280,7 @@ class ModelCache:
             size = self._loader.estimate_size(target)  # raises for an unknown model
         slot = _Slot(_State.LOADING, started=self._clock(), size=size)
         self._slots[target] = slot
+        self._counters.setdefault(target, _Counters())
         thread = threading.Thread(
             target=self._load, args=(target, slot), name=f"smclient-local-load-{target}"
         )

@@ -152,3 +152,39 @@ def test_toolkit_defaults_and_transform_fn(tmp_path: Path) -> None:
     write(tmp_path / "c" / "inference.py", "x = 1\n")
     with pytest.raises(HandlerError, match="model_fn"):
         load_model_dir(tmp_path / "c")
+
+
+def test_single_model_from_tar_gz(tmp_path: Path, client_for: Any) -> None:
+    import io
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = TOOLKIT.encode()
+        member = tarfile.TarInfo("code/inference.py")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    with LocalEndpoint(model_dir=archive) as local:
+        response = client_for(local.url).invoke_endpoint(
+            EndpointName=local.name, Body=b'{"inputs": [4, 5]}', ContentType="application/json"
+        )
+        assert json.loads(response["Body"].read()) == {"sum": 9}
+        unpacked = local.workdir
+    assert not unpacked.exists()
+
+
+def test_unpack_refuses_links(tmp_path: Path) -> None:
+    import tarfile
+
+    from smclient.local._handlers import unpack_archive
+
+    archive = tmp_path / "links.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        link = tarfile.TarInfo("passwd")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(HandlerError, match="not a file"):
+        unpack_archive(archive, tmp_path / "out")
+    with pytest.raises(HandlerError, match="cannot unpack"):
+        unpack_archive(tmp_path / "missing.tar.gz", tmp_path / "out")

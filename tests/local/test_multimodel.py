@@ -217,6 +217,7 @@ def test_unknown_or_escaping_target_is_validation_error(
         with pytest.raises(ClientError) as info:
             invoke(client_for(local.url), target)
         assert info.value.response["Error"]["Code"] == "ValidationError"
+        assert local.model_stats() == {}  # no counters for models that do not exist
 
 
 def write_archive(path: Path, files: dict[str, bytes]) -> None:
