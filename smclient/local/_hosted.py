@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ class HostedEndpoint:
         self._caches: list[ModelCache] = []
         self._client: Any = None
         self._worker: Any = None
+        self._timed_threads: set[threading.Thread] = set()
         self.sessions = SessionStore(
             ttl=spec.session_ttl, clock=spec.clock, on_expire=self._release_session
         )
@@ -115,6 +117,12 @@ class HostedEndpoint:
             self._release_session(instance, context)
         for cache in self._caches:
             leftovers += cache.close(timeout)
+        with self._lock:
+            overrunning = list(self._timed_threads)
+        deadline = time.monotonic() + timeout
+        for thread in overrunning:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        leftovers += [t.name for t in overrunning if t.is_alive()]
         for handler in {id(h): h for h in [self._handler] if h is not None}.values():
             close = getattr(handler, "close", None)
             if callable(close) and self.spec.handler is None:
@@ -192,6 +200,7 @@ class HostedEndpoint:
         counters = self._counters[instance]
         with self._lock:
             counters.invocations += 1
+        fn = self._timed(fn)
         try:
             if self._caches:
                 assert request.target_model is not None
@@ -210,6 +219,47 @@ class HostedEndpoint:
             raise ServiceError.model_error(
                 self.spec.name, 500, f"The model raised {type(exc).__name__}."
             ) from None
+
+    def _timed(
+        self, fn: Callable[[ModelHandler], HandlerReply]
+    ) -> Callable[[ModelHandler], HandlerReply]:
+        """``fn`` bounded by ``invocation_timeout``: run in its own thread, abandoned (and
+        joined at shutdown) when it overruns."""
+        timeout = self.spec.invocation_timeout
+        if timeout is None:
+            return fn
+
+        def call(handler: ModelHandler) -> HandlerReply:
+            box: list[tuple[bool, Any]] = []
+            done = threading.Event()
+
+            def target() -> None:
+                try:
+                    box.append((True, fn(handler)))
+                except BaseException as exc:
+                    box.append((False, exc))
+                finally:
+                    done.set()
+                    with self._lock:
+                        self._timed_threads.discard(threading.current_thread())
+
+            thread = threading.Thread(target=target, name=f"smclient-local-invoke-{self.spec.name}")
+            with self._lock:
+                self._timed_threads.add(thread)
+            thread.start()
+            if not done.wait(timeout):
+                raise HandlerError(
+                    "Your invocation timed out while waiting for a response from container "
+                    "primary. Review the latency metrics for each container in Amazon "
+                    "CloudWatch, resolve the issue, and try again.",
+                    0,
+                )
+            ok, value = box[0]
+            if ok:
+                return value  # type: ignore[no-any-return]
+            raise value
+
+        return call
 
     def _count_error(self, instance: int) -> None:
         with self._lock:

@@ -38,6 +38,9 @@ class EndpointSpec:
     1200) with ``clock`` giving seconds since the epoch (default ``time.time``).
     ``async_config`` (an ``AsyncSettings``) enables ``async-invocations``.
     ``stream_faults`` injects failures into the streaming route (tests).
+    ``invocation_timeout``: seconds a model may take to answer before the caller gets the
+    service's timeout ``ModelError`` (SageMaker's limit is 60; default ``None``, no limit;
+    the handler itself keeps running, as a container would).
 
     .. versionadded:: 0.1.0
     """
@@ -57,6 +60,7 @@ class EndpointSpec:
     async_config: Any = None
     stream_faults: StreamFaults | None = None
     container_timeout: float = 70.0
+    invocation_timeout: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if len(self.name) > 63 or not _NAME.fullmatch(self.name):
@@ -70,6 +74,8 @@ class EndpointSpec:
             raise ValueError("a container endpoint has exactly one instance")
         if self.async_config is not None and self.is_multi_model:
             raise ValueError("asynchronous inference is not available on multi-model endpoints")
+        if self.invocation_timeout is not None and self.invocation_timeout <= 0:
+            raise ValueError("invocation_timeout must be > 0 seconds")
         if self.session_ttl <= 0:
             raise ValueError("session_ttl must be > 0 seconds")
 

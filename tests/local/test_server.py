@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from typing import Any
 
@@ -275,3 +276,22 @@ def test_malformed_headers_get_json_errors(runtime: Any, headers: str, status: b
     assert data.startswith(b"HTTP/1.1 " + status)
     assert b"x-amzn-ErrorType" in data
     assert b"Traceback" not in data
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_invocation_timeout_is_the_service_model_error(client_for: Any) -> None:
+    gate = threading.Event()
+
+    def slow(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        gate.wait(5)
+        return b"late"
+
+    spec = EndpointSpec("slow", handler=slow, invocation_timeout=0.05)
+    with LocalRuntime([spec]) as rt:
+        with pytest.raises(ClientError) as info:
+            client_for(rt.url).invoke_endpoint(EndpointName="slow", Body=b"x")
+        gate.set()  # the abandoned call finishes; shutdown joins its thread
+    err = info.value.response
+    assert err["Error"]["Code"] == "ModelError"
+    assert err["OriginalStatusCode"] == 0
+    assert "invocation timed out" in err["OriginalMessage"]
