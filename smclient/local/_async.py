@@ -78,7 +78,7 @@ class _Failed(Exception):
         self.failure = failure
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)
 class AsyncWorker:
     """The async engine of one local endpoint.
 
@@ -115,6 +115,12 @@ class AsyncWorker:
     _s3: Any = attrs.field(default=None, init=False)
     _sns: Any = attrs.field(default=None, init=False)
 
+    def __repr__(self) -> str:
+        return (
+            f"AsyncWorker(endpoint_name={self._endpoint_name!r}, state={self._state!r}, "
+            f"backlog={len(self._queue)})"
+        )
+
     @property
     def settings(self) -> AsyncSettings:
         """The endpoint's async configuration."""
@@ -134,7 +140,9 @@ class AsyncWorker:
         """
         with self._cond:
             if self._state != "new":
-                raise RuntimeError(f"async worker of {self._endpoint_name!r} already started")
+                raise RuntimeError(
+                    f"the async worker of {self._endpoint_name!r} starts once (it is {self._state})"
+                )
             self._s3 = self._aws.client("s3")
             self._sns = self._aws.client("sns") if self._settings.topics else None
         from botocore.exceptions import BotoCoreError, ClientError

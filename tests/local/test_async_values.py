@@ -93,8 +93,11 @@ def test_submit_rejects_before_queueing_and_needs_a_started_worker() -> None:
         worker.submit(AsyncRequest("file:///etc/passwd"))
     with pytest.raises(RuntimeError, match="not accepting"):
         worker.submit(AsyncRequest("s3://bucket/key"))
+    assert repr(worker) == "AsyncWorker(endpoint_name='ep', state='new', backlog=0)"
     worker.close()  # never started: nothing to stop
     assert worker.stats().backlog == 0
+    with pytest.raises(RuntimeError, match="starts once"):
+        worker.start()
 
 
 @pytest.mark.parametrize(
