@@ -424,6 +424,12 @@ class Session:
                 source=self,
             )
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a Session does not pickle: pass s.detach() (a SessionInfo, or its to_json()) "
+            "and Session.attach() it on the other side"
+        )
+
     def __repr__(self) -> str:
         info = self._core.info
         return (

@@ -437,3 +437,13 @@ def test_stream_in_a_session_passes_the_id(runtime: ScriptedRuntime) -> None:
     with pytest.raises(SessionClosedError):
         s.stream(b"q")  # nothing sent
     assert len(runtime.requests) == 2
+
+
+def test_a_session_does_not_pickle_but_its_info_does(runtime: ScriptedRuntime) -> None:
+    import pickle
+
+    runtime.queue(opened(), closed())
+    with Session.open(runtime.endpoint()) as s:
+        with pytest.raises(TypeError, match="detach"):
+            pickle.dumps(s)
+        assert pickle.loads(pickle.dumps(s.info)) == s.info

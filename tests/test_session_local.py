@@ -20,7 +20,9 @@ from smclient._session_info import (
     SessionClosedError,
     SessionError,
     SessionExpiredError,
+    SessionHeaderError,
     SessionInfo,
+    SessionProtocol,
     SessionState,
 )
 from smclient.local import EndpointSpec, LocalRuntime
@@ -306,3 +308,32 @@ def test_a_session_resumed_in_another_process(
     assert local.sessions("docs") == []
     assert model.closed == [{"document": "shared", "turns": ["from the child"]}]
     assert SessionInfo.from_json(text).id == s.id
+
+
+@pytest.mark.parametrize(
+    "protocol", [SessionProtocol.REQUEST_TYPE, SessionProtocol.DJL, SessionProtocol.TORCHSERVE]
+)
+def test_each_preset_closes_the_session_on_the_server(
+    local: LocalRuntime, endpoint: Endpoint, model: DocQA, protocol: SessionProtocol
+) -> None:
+    with Session.open(endpoint, protocol=protocol, open_body={"document": "d"}) as s:
+        assert s.invoke(b"q").json() == {"cached": "d", "turn": 1}
+    assert s.state is SessionState.CLOSED
+    assert local.sessions("docs") == []
+    assert model.closed == [{"document": "d", "turns": ["q"]}]
+
+
+def test_a_close_body_the_container_does_not_know_is_caught(
+    local: LocalRuntime, endpoint: Endpoint, model: DocQA
+) -> None:
+    wrong = SessionProtocol("wrong", open=b"unused", close=b"goodbye")
+    s = Session.open(endpoint, protocol=wrong, open_body=b'{"document": "d"}')
+    with pytest.raises(SessionHeaderError, match="ClosedSessionId") as info:
+        s.close()  # the container took "goodbye" for a question and answered it
+    assert info.value.header is None
+    assert s.state is SessionState.OPEN
+    assert [i.session_id for i in local.sessions("docs")] == [s.id]
+    assert model.opened[0]["turns"] == ["goodbye"]
+    with Session.attach(endpoint, s.detach()):  # closes it with the right convention
+        pass
+    assert local.sessions("docs") == []
