@@ -555,3 +555,25 @@ def test_a_worker_reaches_any_s3_compatible_url(
         assert env.get(accepted.output_location)[0] == b"HI"
     finally:
         worker.close()
+
+
+def test_an_https_url_that_is_not_s3_fails_as_unreadable_input(env: Env) -> None:
+    worker = env.worker(echo_upper)
+    accepted = worker.submit(AsyncRequest("https://example.com/bucket/key"))
+    note = env.next()
+    assert note["failureReason"] == (
+        "ClientError: Failed to download input data from https://example.com/bucket/key: "
+        "the read failed (InvalidLocation)."
+    )
+    assert json.loads(env.get(accepted.failure_location)[0])["errorCode"] == "InputUnavailable"
+
+
+def test_without_topics_results_are_written_and_nothing_is_published(env: Env) -> None:
+    worker = env.worker(echo_upper, success_topic=None, error_topic=None)
+    ok = worker.submit(AsyncRequest(env.put_input(b"a")))
+    bad = worker.submit(AsyncRequest(f"s3://{env.bucket}/missing"))
+    wait_until(lambda: worker.stats().completed + worker.stats().failed == 2)
+    assert env.get(ok.output_location)[0] == b"A"
+    assert json.loads(env.get(bad.failure_location)[0])["errorCode"] == "InputNotFound"
+    got = env.sqs.receive_message(QueueUrl=env.queue, WaitTimeSeconds=0)
+    assert not got.get("Messages")
