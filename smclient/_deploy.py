@@ -1,0 +1,491 @@
+"""Control plane: create async and multi-model endpoints, and delete endpoints.
+
+Each creation runs CreateModel -> CreateEndpointConfig -> CreateEndpoint and waits for
+``InService`` with a deadline. Every input is checked before the first call; if a step
+fails (or the endpoint fails or does not come up in time), what was created is removed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import _validation as check
+from ._errors import InvalidInputError, ServiceError, SMClientError
+from ._retry import RetryPolicy, run
+
+if TYPE_CHECKING:
+    from ._endpoint import Endpoint
+
+__all__ = [
+    "EndpointCreationError",
+    "create_async_endpoint",
+    "create_multi_model_endpoint",
+    "delete",
+]
+
+_POLICY = RetryPolicy(timeout=120.0)
+_ROLE = re.compile(r"arn:aws[a-z\-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
+_TOPIC = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}")
+_S3 = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
+_INSTANCE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+_INCLUDE = ("SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC")
+
+
+class EndpointCreationError(SMClientError):
+    """Creating an endpoint failed; what had been created was removed.
+
+    ``endpoint``, ``stage`` (``"CreateModel"``, ``"CreateEndpointConfig"``,
+    ``"CreateEndpoint"`` or ``"WaitInService"``), ``failure_reason`` (SageMaker's
+    ``FailureReason`` or the error's text), ``removed`` (what the rollback deleted, as
+    ``"model:NAME"`` ...), ``left_behind`` (what it could not delete). ``__cause__`` is
+    the original error when there was one.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        stage: str,
+        failure_reason: str | None,
+        removed: Sequence[str] = (),
+        left_behind: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.stage = stage
+        self.failure_reason = failure_reason
+        self.removed = tuple(removed)
+        self.left_behind = tuple(left_behind)
+
+
+def _s3(field: str, value: str | None, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not _S3.fullmatch(value):
+        raise InvalidInputError(
+            field, f"{str(value)[:100]!r} is not an s3:// path", limit="s3://bucket/prefix"
+        )
+    return value
+
+
+def _topic(field: str, value: str | None) -> str | None:
+    if value is not None and (not isinstance(value, str) or not _TOPIC.fullmatch(value)):
+        raise InvalidInputError(field, f"{str(value)[:100]!r} is not an SNS topic ARN")
+    return value
+
+
+def _common(
+    name: str,
+    image_uri: str,
+    role_arn: str,
+    instance_type: str,
+    instance_count: int,
+    model_name: str | None,
+    config_name: str | None,
+    environment: Mapping[str, str] | None,
+    timeout: float,
+) -> tuple[str, str]:
+    check.endpoint_name(name, "name")
+    model = check.endpoint_name(model_name or f"{name}-model"[:63].rstrip("-"), "model_name")
+    config = check.endpoint_name(config_name or f"{name}-config"[:63].rstrip("-"), "config_name")
+    if not isinstance(image_uri, str) or not 1 <= len(image_uri) <= 255 or " " in image_uri:
+        raise InvalidInputError(
+            "image_uri", "must be a container image URI", limit="1-255 characters"
+        )
+    if not isinstance(role_arn, str) or not _ROLE.fullmatch(role_arn):
+        raise InvalidInputError(
+            "role_arn",
+            f"{str(role_arn)[:100]!r} is not an IAM role ARN",
+            limit="arn:aws:iam::ACCOUNT:role/NAME",
+        )
+    if not isinstance(instance_type, str) or not _INSTANCE.fullmatch(instance_type):
+        raise InvalidInputError(
+            "instance_type", f"{instance_type!r} is not an instance type", limit="ml.FAMILY.SIZE"
+        )
+    if (
+        isinstance(instance_count, bool)
+        or not isinstance(instance_count, int)
+        or instance_count < 1
+    ):
+        raise InvalidInputError(
+            "instance_count", f"got {instance_count!r}", limit="an integer >= 1"
+        )
+    if environment is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
+    ):
+        raise InvalidInputError("environment", "keys and values must be strings")
+    if timeout <= 0:
+        raise InvalidInputError("timeout", f"got {timeout}", limit="seconds, > 0")
+    return model, config
+
+
+def create_async_endpoint(
+    name: str,
+    *,
+    image_uri: str,
+    role_arn: str,
+    instance_type: str,
+    output_path: str,
+    model_data_url: str | None = None,
+    instance_count: int = 1,
+    failure_path: str | None = None,
+    kms_key_id: str | None = None,
+    success_topic: str | None = None,
+    error_topic: str | None = None,
+    include_inference_response_in: Sequence[str] = (),
+    max_concurrent_invocations: int | None = None,
+    environment: Mapping[str, str] | None = None,
+    model_name: str | None = None,
+    config_name: str | None = None,
+    timeout: float = 1800.0,
+    poll_interval: float = 15.0,
+    on_status: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    **endpoint_options: Any,
+) -> Endpoint:
+    """Create an asynchronous-inference endpoint and return it ready (``InService``).
+
+    ``output_path`` / ``failure_path`` (``s3://``), ``kms_key_id``, ``success_topic`` /
+    ``error_topic`` (SNS ARNs), ``include_inference_response_in`` (any of
+    ``"SUCCESS_NOTIFICATION_TOPIC"``, ``"ERROR_NOTIFICATION_TOPIC"``) and
+    ``max_concurrent_invocations`` (1..1000) form the ``AsyncInferenceConfig``.
+    ``model_name`` / ``config_name`` default to ``<name>-model`` / ``<name>-config``.
+    Waits up to ``timeout`` seconds (default 1800), checking every ``poll_interval``
+    seconds (default 15) and calling ``on_status(status)`` on each check.
+    ``endpoint_options`` go to :class:`smclient.Endpoint` (``region``,
+    ``aws_endpoint_url``, ...). Raises :class:`EndpointCreationError` after removing
+    what it created.
+
+    .. versionadded:: 0.1.0
+    """
+    model, config = _common(
+        name,
+        image_uri,
+        role_arn,
+        instance_type,
+        instance_count,
+        model_name,
+        config_name,
+        environment,
+        timeout,
+    )
+    _s3("output_path", output_path, required=True)
+    _s3("failure_path", failure_path)
+    _s3("model_data_url", model_data_url)
+    _topic("success_topic", success_topic)
+    _topic("error_topic", error_topic)
+    include = tuple(include_inference_response_in)
+    if any(v not in _INCLUDE for v in include) or len(set(include)) != len(include):
+        raise InvalidInputError(
+            "include_inference_response_in",
+            f"got {include!r}",
+            limit=f"distinct values of {_INCLUDE}",
+        )
+    if kms_key_id is not None and (
+        not isinstance(kms_key_id, str) or not 1 <= len(kms_key_id) <= 2048
+    ):
+        raise InvalidInputError(
+            "kms_key_id", "must be a KMS key id, alias or ARN", limit="1-2048 characters"
+        )
+    limit = max_concurrent_invocations
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
+    ):
+        raise InvalidInputError(
+            "max_concurrent_invocations", f"got {limit!r}", limit="an integer in 1..1000"
+        )
+    output: dict[str, Any] = {"S3OutputPath": output_path}
+    if failure_path:
+        output["S3FailurePath"] = failure_path
+    if kms_key_id:
+        output["KmsKeyId"] = kms_key_id
+    notification: dict[str, Any] = {}
+    if success_topic:
+        notification["SuccessTopic"] = success_topic
+    if error_topic:
+        notification["ErrorTopic"] = error_topic
+    if include:
+        notification["IncludeInferenceResponseIn"] = list(include)
+    if notification:
+        output["NotificationConfig"] = notification
+    async_config: dict[str, Any] = {"OutputConfig": output}
+    if limit is not None:
+        async_config["ClientConfig"] = {"MaxConcurrentInvocationsPerInstance": limit}
+    container: dict[str, Any] = {"Image": image_uri}
+    if model_data_url:
+        container["ModelDataUrl"] = model_data_url
+    return _create(
+        name,
+        model,
+        config,
+        role_arn,
+        container,
+        environment,
+        instance_type,
+        instance_count,
+        {"AsyncInferenceConfig": async_config},
+        timeout,
+        poll_interval,
+        on_status,
+        clock,
+        sleep,
+        endpoint_options,
+    )
+
+
+def create_multi_model_endpoint(
+    name: str,
+    *,
+    image_uri: str,
+    role_arn: str,
+    instance_type: str,
+    model_data_prefix: str,
+    instance_count: int = 1,
+    environment: Mapping[str, str] | None = None,
+    model_name: str | None = None,
+    config_name: str | None = None,
+    timeout: float = 1800.0,
+    poll_interval: float = 15.0,
+    on_status: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    **endpoint_options: Any,
+) -> Endpoint:
+    """Create a multi-model endpoint (container ``Mode="MultiModel"``, ``model_data_prefix``
+    as its ``ModelDataUrl``: the S3 prefix ``TargetModel`` paths are relative to, ending in
+    ``/``) and return it ready. Other arguments as :func:`create_async_endpoint`.
+
+    .. versionadded:: 0.1.0
+    """
+    model, config = _common(
+        name,
+        image_uri,
+        role_arn,
+        instance_type,
+        instance_count,
+        model_name,
+        config_name,
+        environment,
+        timeout,
+    )
+    _s3("model_data_prefix", model_data_prefix, required=True)
+    if not model_data_prefix.endswith("/"):
+        raise InvalidInputError(
+            "model_data_prefix", "must end with '/'", limit="s3://bucket/prefix/"
+        )
+    container = {"Image": image_uri, "Mode": "MultiModel", "ModelDataUrl": model_data_prefix}
+    return _create(
+        name,
+        model,
+        config,
+        role_arn,
+        container,
+        environment,
+        instance_type,
+        instance_count,
+        {},
+        timeout,
+        poll_interval,
+        on_status,
+        clock,
+        sleep,
+        endpoint_options,
+    )
+
+
+def _create(
+    name: str,
+    model: str,
+    config: str,
+    role_arn: str,
+    container: dict[str, Any],
+    environment: Mapping[str, str] | None,
+    instance_type: str,
+    instance_count: int,
+    config_extra: dict[str, Any],
+    timeout: float,
+    poll_interval: float,
+    on_status: Callable[[str], None] | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    endpoint_options: dict[str, Any],
+) -> Endpoint:
+    from ._endpoint import Endpoint
+
+    endpoint = Endpoint(name, **endpoint_options)
+    sm = endpoint.client("sagemaker")
+    if environment:
+        container["Environment"] = dict(environment)
+    variant = {
+        "VariantName": "AllTraffic",
+        "ModelName": model,
+        "InstanceType": instance_type,
+        "InitialInstanceCount": instance_count,
+    }
+    steps: list[tuple[str, str, Callable[[], Any]]] = [
+        (
+            "CreateModel",
+            f"model:{model}",
+            lambda: sm.create_model(
+                ModelName=model, ExecutionRoleArn=role_arn, PrimaryContainer=container
+            ),
+        ),
+        (
+            "CreateEndpointConfig",
+            f"endpoint-config:{config}",
+            lambda: sm.create_endpoint_config(
+                EndpointConfigName=config, ProductionVariants=[variant], **config_extra
+            ),
+        ),
+        (
+            "CreateEndpoint",
+            f"endpoint:{name}",
+            lambda: sm.create_endpoint(EndpointName=name, EndpointConfigName=config),
+        ),
+    ]
+    created: list[str] = []
+    stage = "CreateModel"
+    try:
+        for stage, what, step in steps:
+            _call(endpoint, stage, step)
+            created.append(what)
+        stage = "WaitInService"
+        _wait_in_service(endpoint, timeout, poll_interval, on_status, clock, sleep)
+    except SMClientError as exc:
+        removed, left = _rollback(endpoint, created)
+        reason = getattr(exc, "failure_reason", None) or exc.message
+        raise EndpointCreationError(
+            f"creating endpoint {name!r} failed at {stage}: {reason}; "
+            f"removed {removed or 'nothing'}" + (f"; could not remove {left}" if left else ""),
+            endpoint=name,
+            stage=stage,
+            failure_reason=reason,
+            removed=removed,
+            left_behind=left,
+        ) from exc
+    return endpoint
+
+
+class _NotInService(SMClientError):
+    def __init__(self, message: str, failure_reason: str | None) -> None:
+        super().__init__(message)
+        self.failure_reason = failure_reason
+
+
+def _wait_in_service(
+    endpoint: Endpoint,
+    timeout: float,
+    poll_interval: float,
+    on_status: Callable[[str], None] | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    sm = endpoint.client("sagemaker")
+    deadline = clock() + timeout
+    while True:
+        found = _call(
+            endpoint, "DescribeEndpoint", lambda: sm.describe_endpoint(EndpointName=endpoint.name)
+        )
+        status = str(found.get("EndpointStatus"))
+        if on_status is not None:
+            on_status(status)
+        if status == "InService":
+            return
+        if status in ("Failed", "OutOfService", "Deleting"):
+            reason = found.get("FailureReason") or f"endpoint status {status}"
+            raise _NotInService(f"endpoint status {status}: {reason}", reason)
+        left = deadline - clock()
+        if left <= 0:
+            raise _NotInService(
+                f"not InService within {timeout:.0f} s (last status {status})",
+                f"timed out after {timeout:.0f} s in status {status}",
+            )
+        sleep(min(poll_interval, left))
+
+
+def _call(endpoint: Endpoint, operation: str, fn: Callable[[], Any]) -> Any:
+    result, _ = run(_POLICY, fn, endpoint=endpoint.name, operation=operation)
+    return result
+
+
+def _rollback(endpoint: Endpoint, created: list[str]) -> tuple[list[str], list[str]]:
+    removed, left = [], []
+    for what in reversed(created):
+        try:
+            _delete_one(endpoint, what)
+            removed.append(what)
+        except SMClientError:
+            left.append(what)
+    return removed, left
+
+
+def _delete_one(endpoint: Endpoint, what: str) -> bool:
+    """Delete ``kind:name``; ``False`` when it did not exist."""
+    sm = endpoint.client("sagemaker")
+    kind, _, name = what.partition(":")
+    calls: dict[str, tuple[str, Callable[[], Any]]] = {
+        "endpoint": ("DeleteEndpoint", lambda: sm.delete_endpoint(EndpointName=name)),
+        "endpoint-config": (
+            "DeleteEndpointConfig",
+            lambda: sm.delete_endpoint_config(EndpointConfigName=name),
+        ),
+        "model": ("DeleteModel", lambda: sm.delete_model(ModelName=name)),
+    }
+    operation, fn = calls[kind]
+    try:
+        _call(endpoint, operation, fn)
+    except ServiceError as exc:
+        if exc.http_status == 400 and exc.error_code in ("ValidationException", "ValidationError"):
+            return False  # "Could not find ...": already gone
+        raise
+    return True
+
+
+def delete(
+    endpoint: Endpoint | str,
+    *,
+    keep_config: bool = False,
+    keep_models: bool = False,
+    **endpoint_options: Any,
+) -> list[str]:
+    """Delete an endpoint, its endpoint configuration and its models (unless kept).
+
+    ``endpoint``: an :class:`smclient.Endpoint` or a name (then ``endpoint_options`` go
+    to ``Endpoint``). What does not exist is skipped. Returns what was deleted, as
+    ``"endpoint:NAME"``, ``"endpoint-config:NAME"``, ``"model:NAME"``.
+
+    .. versionadded:: 0.1.0
+    """
+    if isinstance(endpoint, str):
+        from ._endpoint import Endpoint
+
+        endpoint = Endpoint(endpoint, **endpoint_options)
+    ep = endpoint
+    sm = ep.client("sagemaker")
+    targets = [f"endpoint:{ep.name}"]
+    try:
+        described = _call(
+            ep, "DescribeEndpoint", lambda: sm.describe_endpoint(EndpointName=ep.name)
+        )
+        config = described["EndpointConfigName"]
+        if not keep_config:
+            targets.append(f"endpoint-config:{config}")
+        if not keep_models:
+            found = _call(
+                ep,
+                "DescribeEndpointConfig",
+                lambda: sm.describe_endpoint_config(EndpointConfigName=config),
+            )
+            models = dict.fromkeys(v["ModelName"] for v in found.get("ProductionVariants", []))
+            targets += [f"model:{m}" for m in models]
+    except ServiceError as exc:
+        if exc.http_status != 400:
+            raise  # a missing endpoint answers 400 ValidationException: nothing else to find
+    return [what for what in targets if _delete_one(ep, what)]
