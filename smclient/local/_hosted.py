@@ -5,26 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from . import _eventstream as es
 from ._handlers import (
     HandlerError,
     HandlerReply,
     ModelHandler,
-    StreamError,
     as_handler,
     call_predict,
-    call_stream,
     load_model_dir,
     unpack_archive,
 )
 from ._multimodel import ModelCache, ModelLoader
+from ._routes import StartedStream, TimedCalls, async_request
 from ._sessions import RoundRobin, SessionInfo, SessionStore, is_close_request
 from ._sources import DirectoryModelLoader
 from ._spec import EndpointSpec
@@ -61,7 +58,7 @@ class HostedEndpoint:
         self._caches: list[ModelCache] = []
         self._client: Any = None
         self._worker: Any = None
-        self._timed_threads: set[threading.Thread] = set()
+        self._timed = TimedCalls(f"smclient-local-invoke-{spec.name}")
         self.sessions = SessionStore(
             ttl=spec.session_ttl, clock=spec.clock, on_expire=self._release_session
         )
@@ -117,12 +114,7 @@ class HostedEndpoint:
             self._release_session(instance, context)
         for cache in self._caches:
             leftovers += cache.close(timeout)
-        with self._lock:
-            overrunning = list(self._timed_threads)
-        deadline = time.monotonic() + timeout
-        for thread in overrunning:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        leftovers += [t.name for t in overrunning if t.is_alive()]
+        leftovers += self._timed.join(timeout)
         for handler in {id(h): h for h in [self._handler] if h is not None}.values():
             close = getattr(handler, "close", None)
             if callable(close) and self.spec.handler is None:
@@ -200,7 +192,7 @@ class HostedEndpoint:
         counters = self._counters[instance]
         with self._lock:
             counters.invocations += 1
-        fn = self._timed(fn)
+        fn = self._timed.wrap(fn, self.spec.invocation_timeout)
         try:
             if self._caches:
                 assert request.target_model is not None
@@ -219,47 +211,6 @@ class HostedEndpoint:
             raise ServiceError.model_error(
                 self.spec.name, 500, f"The model raised {type(exc).__name__}."
             ) from None
-
-    def _timed(
-        self, fn: Callable[[ModelHandler], HandlerReply]
-    ) -> Callable[[ModelHandler], HandlerReply]:
-        """``fn`` bounded by ``invocation_timeout``: run in its own thread, abandoned (and
-        joined at shutdown) when it overruns."""
-        timeout = self.spec.invocation_timeout
-        if timeout is None:
-            return fn
-
-        def call(handler: ModelHandler) -> HandlerReply:
-            box: list[tuple[bool, Any]] = []
-            done = threading.Event()
-
-            def target() -> None:
-                try:
-                    box.append((True, fn(handler)))
-                except BaseException as exc:
-                    box.append((False, exc))
-                finally:
-                    done.set()
-                    with self._lock:
-                        self._timed_threads.discard(threading.current_thread())
-
-            thread = threading.Thread(target=target, name=f"smclient-local-invoke-{self.spec.name}")
-            with self._lock:
-                self._timed_threads.add(thread)
-            thread.start()
-            if not done.wait(timeout):
-                raise HandlerError(
-                    "Your invocation timed out while waiting for a response from container "
-                    "primary. Review the latency metrics for each container in Amazon "
-                    "CloudWatch, resolve the issue, and try again.",
-                    0,
-                )
-            ok, value = box[0]
-            if ok:
-                return value  # type: ignore[no-any-return]
-            raise value
-
-        return call
 
     def _count_error(self, instance: int) -> None:
         with self._lock:
@@ -334,30 +285,17 @@ class HostedEndpoint:
             instance = info.instance
         else:
             instance = self._rr.next()
-        chunks: Iterator[bytes] = iter(())  # replaced below
-        first: list[bytes] = []
-
-        def start(handler: ModelHandler) -> HandlerReply:
-            nonlocal chunks
-            chunks = call_stream(
-                handler,
-                request.body,
-                request.content_type,
-                request.accept,
-                **self._optional(request, context),
-            )
-            try:
-                first.append(next(chunks))
-            except StopIteration:
-                pass
-            except StreamError as exc:  # a stream error before the first byte is an event too
-                first.append(b"")
-                chunks = _raising(exc)
-            return HandlerReply(b"")
-
-        self._run(instance, request, start)
+        started = StartedStream()
+        optional = self._optional(request, context)
+        self._run(
+            instance,
+            request,
+            lambda h: started.start(
+                h, request.body, request.content_type, request.accept, **optional
+            ),
+        )
         return StreamResult(
-            events=_events(first, chunks),
+            events=started.events(),
             content_type=request.accept or "application/octet-stream",
             variant=self.spec.variant_name,
             faults=self.spec.stream_faults,
@@ -370,33 +308,10 @@ class HostedEndpoint:
             raise ServiceError.validation(
                 f"Endpoint {self.spec.name} is not configured for asynchronous inference."
             )
-        from ._async import AsyncRequest, AsyncRequestError
+        from ._async import AsyncRequestError
 
-        kwargs: dict[str, Any] = {}
-        names = {
-            "content_type": "x-amzn-sagemaker-content-type",
-            "accept": "x-amzn-sagemaker-accept",
-            "custom_attributes": "x-amzn-sagemaker-custom-attributes",
-            "inference_id": "x-amzn-sagemaker-inference-id",
-            "s3_output_path_extension": "x-amzn-sagemaker-s3outputpathextension",
-            "filename": "x-amzn-sagemaker-filename",
-            "request_ttl_seconds": "x-amzn-sagemaker-requestttlseconds",
-            "invocation_timeout_seconds": "x-amzn-sagemaker-invocationtimeoutseconds",
-        }
-        for field, header in names.items():
-            if header in headers:
-                kwargs[field] = headers[header]
-        for field in ("request_ttl_seconds", "invocation_timeout_seconds"):
-            if field in kwargs:
-                try:
-                    kwargs[field] = int(kwargs[field])
-                except ValueError:
-                    raise ServiceError.validation(f"{field} must be an integer.") from None
-        location = headers.get("x-amzn-sagemaker-inputlocation")
-        if not location:
-            raise ServiceError.validation("The InputLocation header is required.")
         try:
-            accepted = self._worker.submit(AsyncRequest(input_location=location, **kwargs))
+            accepted = self._worker.submit(async_request(headers))
         except AsyncRequestError as exc:
             raise ServiceError.validation(str(exc)) from None
         except RuntimeError:  # the worker is shutting down
@@ -463,32 +378,3 @@ class HostedEndpoint:
 
     def model_caches(self) -> list[ModelCache]:
         return list(self._caches)
-
-
-def _raising(exc: BaseException) -> Iterator[bytes]:
-    raise exc
-    yield b""  # pragma: no cover
-
-
-def _events(first: list[bytes], chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Event-stream messages for the chunks; a failing model ends with an error event."""
-    try:
-        for chunk in first:
-            if chunk:
-                yield es.payload_part(chunk)
-        for chunk in chunks:
-            if chunk:
-                yield es.payload_part(chunk)
-    except StreamError as exc:
-        yield es.model_stream_error(exc.message, exc.error_code)
-    except HandlerError as exc:
-        yield es.model_stream_error(exc.message, "StreamBroken")
-    except Exception as exc:
-        _log.warning("local endpoint: model stream raised %s", type(exc).__name__)
-        yield es.model_stream_error(
-            f"The model stream raised {type(exc).__name__}.", "StreamBroken"
-        )
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()

@@ -1,0 +1,168 @@
+"""Helpers of the routes: starting a model's stream and turning its chunks into
+event-stream messages; reading an async request from its headers; bounding a model call
+by the invocation timeout."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from . import _eventstream as es
+from ._handlers import HandlerError, HandlerReply, ModelHandler, StreamError, call_stream
+from ._wire import ServiceError
+
+__all__ = ["StartedStream", "TimedCalls", "async_request"]
+
+_log = logging.getLogger("smclient.local")
+
+_ASYNC_HEADERS = {
+    "content_type": "x-amzn-sagemaker-content-type",
+    "accept": "x-amzn-sagemaker-accept",
+    "custom_attributes": "x-amzn-sagemaker-custom-attributes",
+    "inference_id": "x-amzn-sagemaker-inference-id",
+    "s3_output_path_extension": "x-amzn-sagemaker-s3outputpathextension",
+    "filename": "x-amzn-sagemaker-filename",
+    "request_ttl_seconds": "x-amzn-sagemaker-requestttlseconds",
+    "invocation_timeout_seconds": "x-amzn-sagemaker-invocationtimeoutseconds",
+}
+
+
+def async_request(headers: Mapping[str, str]) -> Any:
+    """The ``AsyncRequest`` of ``async-invocations`` headers (lower-case names); absent
+    headers keep the request's defaults. 400 for a missing input or a non-integer."""
+    from ._async import AsyncRequest
+
+    kwargs: dict[str, Any] = {
+        field: headers[header] for field, header in _ASYNC_HEADERS.items() if header in headers
+    }
+    for field in ("request_ttl_seconds", "invocation_timeout_seconds"):
+        if field in kwargs:
+            try:
+                kwargs[field] = int(kwargs[field])
+            except ValueError:
+                raise ServiceError.validation(f"{field} must be an integer.") from None
+    location = headers.get("x-amzn-sagemaker-inputlocation")
+    if not location:
+        raise ServiceError.validation("The InputLocation header is required.")
+    return AsyncRequest(input_location=location, **kwargs)
+
+
+class StartedStream:
+    """A model's stream, started far enough to know whether it fails before its first
+    chunk (then the caller gets an HTTP error, not an event)."""
+
+    def __init__(self) -> None:
+        self._first: list[bytes] = []
+        self._chunks: Iterator[bytes] = iter(())
+
+    def start(
+        self,
+        handler: ModelHandler,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        **optional: Any,
+    ) -> HandlerReply:
+        """Calls the handler's ``stream`` and takes its first chunk; a ``HandlerError``
+        propagates, a ``StreamError`` becomes the stream's only event."""
+        self._chunks = call_stream(handler, body, content_type, accept, **optional)
+        try:
+            self._first.append(next(self._chunks))
+        except StopIteration:
+            pass
+        except StreamError as exc:
+            self._chunks = _raising(exc)
+        return HandlerReply(b"")
+
+    def events(self) -> Iterator[bytes]:
+        """Event-stream messages for the chunks; a failing model ends with an error event."""
+        chunks = self._chunks
+        try:
+            for chunk in self._first:
+                if chunk:
+                    yield es.payload_part(chunk)
+            for chunk in chunks:
+                if chunk:
+                    yield es.payload_part(chunk)
+        except StreamError as exc:
+            yield es.model_stream_error(exc.message, exc.error_code)
+        except HandlerError as exc:
+            yield es.model_stream_error(exc.message, "StreamBroken")
+        except Exception as exc:
+            _log.warning("local endpoint: model stream raised %s", type(exc).__name__)
+            yield es.model_stream_error(
+                f"The model stream raised {type(exc).__name__}.", "StreamBroken"
+            )
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+
+_TIMEOUT_MESSAGE = (
+    "Your invocation timed out while waiting for a response from container primary. "
+    "Review the latency metrics for each container in Amazon CloudWatch, resolve the "
+    "issue, and try again."
+)
+
+
+class TimedCalls:
+    """Model calls bounded by a timeout: each runs in its own thread; one that overruns
+    is abandoned (the caller gets the service's timeout ``ModelError``, status 0) and
+    joined at shutdown, as a container keeps running a request the runtime gave up on."""
+
+    def __init__(self, thread_name: str) -> None:
+        self._name = thread_name
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+
+    def wrap(
+        self, fn: Callable[[ModelHandler], HandlerReply], timeout: float | None
+    ) -> Callable[[ModelHandler], HandlerReply]:
+        """``fn`` bounded by ``timeout`` seconds (``None``: ``fn`` itself)."""
+        if timeout is None:
+            return fn
+
+        def call(handler: ModelHandler) -> HandlerReply:
+            box: list[tuple[bool, Any]] = []
+            done = threading.Event()
+
+            def target() -> None:
+                try:
+                    box.append((True, fn(handler)))
+                except BaseException as exc:
+                    box.append((False, exc))
+                finally:
+                    done.set()
+                    with self._lock:
+                        self._threads.discard(threading.current_thread())
+
+            thread = threading.Thread(target=target, name=self._name)
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+            if not done.wait(timeout):
+                raise HandlerError(_TIMEOUT_MESSAGE, 0)
+            ok, value = box[0]
+            if ok:
+                return value  # type: ignore[no-any-return]
+            raise value
+
+        return call
+
+    def join(self, timeout: float) -> list[str]:
+        """Joins abandoned calls; returns names of threads still running at the deadline."""
+        with self._lock:
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]
+
+
+def _raising(exc: BaseException) -> Iterator[bytes]:
+    raise exc
+    yield b""  # pragma: no cover
