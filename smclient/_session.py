@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Self
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["Session"]
 
 logger = logging.getLogger("smclient")
+T = TypeVar("T")
 
 
 class Session:
@@ -263,6 +264,16 @@ class Session:
         finally:
             self._lock.release()
 
+    def _in_session(self, call: Callable[[str], T]) -> T:
+        """Run ``call(session_id)`` holding the lock, if the session is usable; map a
+        rejection of the id to the session errors."""
+        with self._locked():
+            self._core.check_usable()
+            try:
+                return call(self.id)
+            except ValidationError as exc:
+                raise self._core.rejected(exc) from exc
+
     def invoke(
         self,
         body: Any,
@@ -288,26 +299,23 @@ class Session:
         when the session is not open or past its expiry, and the same errors (with
         ``server_error``) when the endpoint rejects the id.
         """
-        with self._locked():
-            self._core.check_usable()
-            try:
-                return self._endpoint._invoke(
-                    body,
-                    content_type=content_type,
-                    accept=accept,
-                    target_model=target_model or self._target_model,
-                    codec=codec,
-                    retry=self._retry if retry is None else session_policy(retry),
-                    session_id=self.id,
-                    target_variant=target_variant,
-                    target_container_hostname=target_container_hostname,
-                    inference_component=inference_component,
-                    inference_id=inference_id,
-                    custom_attributes=custom_attributes,
-                    enable_explanations=enable_explanations,
-                )
-            except ValidationError as exc:
-                raise self._core.rejected(exc) from exc
+        return self._in_session(
+            lambda session_id: self._endpoint._invoke(
+                body,
+                content_type=content_type,
+                accept=accept,
+                target_model=target_model or self._target_model,
+                codec=codec,
+                retry=self._retry if retry is None else session_policy(retry),
+                session_id=session_id,
+                target_variant=target_variant,
+                target_container_hostname=target_container_hostname,
+                inference_component=inference_component,
+                inference_id=inference_id,
+                custom_attributes=custom_attributes,
+                enable_explanations=enable_explanations,
+            )
+        )
 
     def stream(
         self,
@@ -331,24 +339,21 @@ class Session:
         Only an open session can stream: the open call itself cannot be streamed
         (``InvokeEndpointWithResponseStream`` cannot create a session).
         """
-        with self._locked():
-            self._core.check_usable()
-            try:
-                return self._endpoint.stream(
-                    body,
-                    content_type=content_type,
-                    accept=accept,
-                    custom_attributes=custom_attributes,
-                    target_variant=target_variant,
-                    target_container_hostname=target_container_hostname,
-                    inference_component=inference_component,
-                    inference_id=inference_id,
-                    session_id=self.id,
-                    codec=codec,
-                    retry=self._retry if retry is None else session_policy(retry),
-                )
-            except ValidationError as exc:
-                raise self._core.rejected(exc) from exc
+        return self._in_session(
+            lambda session_id: self._endpoint.stream(
+                body,
+                content_type=content_type,
+                accept=accept,
+                custom_attributes=custom_attributes,
+                target_variant=target_variant,
+                target_container_hostname=target_container_hostname,
+                inference_component=inference_component,
+                inference_id=inference_id,
+                session_id=session_id,
+                codec=codec,
+                retry=self._retry if retry is None else session_policy(retry),
+            )
+        )
 
     def close(self) -> InvocationResult | None:
         """Close the session: send the protocol's close body with ``SessionId=<id>`` and
