@@ -100,12 +100,11 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # Malformed request lines and headers: a JSON error, never an HTML page.
         self.close_connection = True
-        self._send_error(
-            ServiceError(
-                "ValidationError" if code < 500 else "InternalFailure", code, message or ""
-            ),
-            str(uuid.uuid4()),
-        )
+        if code == 501:  # an HTTP method no route takes
+            kind, code = "UnknownOperationException", 404
+        else:
+            kind = "ValidationError" if code < 500 else "InternalFailure"
+        self._send_error(ServiceError(kind, code, message or ""), str(uuid.uuid4()))
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -190,6 +190,9 @@ def test_unknown_route_is_json_404(runtime: Any) -> None:
     assert json.loads(body)["message"]
     status, _, _ = raw(runtime, "GET", "/endpoints/echo/invocations")
     assert status == 404
+    status, headers, _ = raw(runtime, "PATCH", "/endpoints/echo/invocations")
+    assert status == 404
+    assert headers["x-amzn-ErrorType"] == "UnknownOperationException"
 
 
 def test_malformed_content_length(runtime: Any) -> None:
