@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import attrs
 
 from . import _validation as check
-from ._errors import InvalidInputError, SMClientError
+from ._errors import InvalidInputError, ServiceError, SMClientError
 
 __all__ = [
     "SessionClosedError",
@@ -100,7 +100,7 @@ class SessionClosedError(SessionError):
         session_id: str | None = None,
         endpoint: str | None = None,
         state: SessionState = SessionState.CLOSED,
-        server_error: SMClientError | None = None,
+        server_error: ServiceError | None = None,
     ) -> None:
         super().__init__(message, session_id=session_id, endpoint=endpoint)
         self.state = state
@@ -122,7 +122,7 @@ class SessionExpiredError(SessionClosedError):
         session_id: str | None = None,
         endpoint: str | None = None,
         expires_at: datetime | None = None,
-        server_error: SMClientError | None = None,
+        server_error: ServiceError | None = None,
     ) -> None:
         super().__init__(
             message,
