@@ -238,12 +238,20 @@ def _import_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     # Like the inference toolkit, the script's folder is importable while it loads, so
     # it can import helper modules shipped next to it.
+    folder = str(path.parent.resolve())
     with _import_lock:
+        before = set(sys.modules)
         sys.path.insert(0, str(path.parent))
         try:
             spec.loader.exec_module(module)
         finally:
             sys.path.remove(str(path.parent))
+            # Forget helper modules imported from the model's folder, so that another
+            # model shipping its own helper.py gets its own, not this one.
+            for key in set(sys.modules) - before:
+                origin = getattr(sys.modules[key], "__file__", None) or ""
+                if origin.startswith(folder + os.sep):
+                    del sys.modules[key]
     return module
 
 

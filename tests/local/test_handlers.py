@@ -188,3 +188,16 @@ def test_unpack_refuses_links(tmp_path: Path) -> None:
         unpack_archive(archive, tmp_path / "out")
     with pytest.raises(HandlerError, match="cannot unpack"):
         unpack_archive(tmp_path / "missing.tar.gz", tmp_path / "out")
+
+
+def test_models_with_same_named_helpers_stay_apart(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        write(tmp_path / name / "helper.py", f"NAME = {name!r}\n")
+        write(
+            tmp_path / name / "handler.py",
+            "import helper\n\ndef predict(body, ct, accept):\n    return helper.NAME\n",
+        )
+    one = load_model_dir(tmp_path / "one")
+    two = load_model_dir(tmp_path / "two")
+    assert call_predict(one, b"", None, None).body == b"one"
+    assert call_predict(two, b"", None, None).body == b"two"
