@@ -185,7 +185,8 @@ class Completion:
 
     def result(self, *, codec: Codec | None = None, download: bool = True) -> Any:
         """The output: fetched and decoded with ``codec`` (default: the invocation's
-        codec; else JSON when the object's content type is JSON; else ``bytes``).
+        codec; else JSON when the object's content type is JSON, or when it has none, or a
+        generic binary one, and the invocation's ``accept`` is JSON; else ``bytes``).
         ``download=False`` returns an :class:`S3Object` reference instead (large outputs).
         Raises :class:`AsyncInferenceError` when the invocation failed."""
         error = None if self.succeeded else self.exception()
@@ -196,7 +197,7 @@ class Completion:
             return S3Object(bucket, key, self.size)
         data, content_type = _get(self.invocation, bucket, key)
         chosen = codec or CODECS.get(self.invocation.codec or "")
-        if chosen is None and content_type and _is_json(content_type):
+        if chosen is None and _is_json(_typed(content_type) or self.invocation.accept):
             chosen = JSON
         return data if chosen is None else chosen.decode(data)
 
@@ -224,13 +225,22 @@ class Completion:
             inference_id=inv.inference_id,
             endpoint=inv.endpoint_name,
             failure_location=inv.failure_location,
-            failure_reason=self.failure_reason,
+            failure_reason=reason,
             failure_content=content,
             error_code=code,
         )
 
 
-def _is_json(content_type: str) -> bool:
+def _typed(content_type: str | None) -> str | None:
+    """The content type, unless it says nothing (absent or generic binary)."""
+    if content_type in (None, "", "application/octet-stream", "binary/octet-stream"):
+        return None
+    return content_type
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
     mime = content_type.split(";", 1)[0].strip().lower()
     return mime == "application/json" or mime.endswith("+json")
 
