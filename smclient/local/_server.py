@@ -129,8 +129,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                self.close_connection = True
-                raise ServiceError.validation("Chunked request bodies are not supported.")
+                return self._read_chunked()  # a client streaming a body of unknown length
             return b""
         try:
             length = int(length_header)
@@ -156,6 +155,42 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         raise ServiceError.validation(
             f"Request payload exceeds the maximum size of {MAX_PAYLOAD_BYTES} bytes."
         )
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        oversized = False
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+                if size < 0:
+                    raise ValueError
+            except ValueError:
+                self.close_connection = True
+                raise ServiceError.validation("Malformed chunked request body.") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            if len(body) + size > _DRAIN_LIMIT:
+                self.close_connection = True
+                oversized = True
+                break
+            data = self.rfile.read(size)
+            self.rfile.readline(8)  # the CRLF after the chunk
+            if len(data) != size:
+                self.close_connection = True
+                raise ServiceError.validation("Truncated chunked request body.")
+            if oversized or len(body) + size > MAX_PAYLOAD_BYTES:
+                oversized = True
+                body.clear()
+            else:
+                body += data
+        if oversized:
+            raise ServiceError.validation(
+                f"Request payload exceeds the maximum size of {MAX_PAYLOAD_BYTES} bytes."
+            )
+        return bytes(body)
 
     def _handle(self, method: str) -> None:
         request_id = str(uuid.uuid4())

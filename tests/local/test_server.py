@@ -298,3 +298,53 @@ def test_invocation_timeout_is_the_service_model_error(client_for: Any) -> None:
     assert err["Error"]["Code"] == "ModelError"
     assert err["OriginalStatusCode"] == 0
     assert "invocation timed out" in err["OriginalMessage"]
+
+
+def chunked(*chunks: bytes) -> bytes:
+    return b"".join(b"%X\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (chunked(b"ab", b"cd"), b"HTTP/1.1 200"),
+        (chunked(*[b"x" * 1_048_576] * 7), b"HTTP/1.1 400"),  # 7 MiB: over the limit
+        (b"zz\r\nab\r\n0\r\n\r\n", b"HTTP/1.1 400"),  # not a hex size
+    ],
+)
+def test_chunked_request_bodies(runtime: Any, body: bytes, expected: bytes) -> None:
+    head = (
+        b"POST /endpoints/plain/invocations HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    port = int(runtime.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(head + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(expected)
+    if expected.endswith(b"200"):
+        assert data.endswith(b"dcba")
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({}, b"InputLocation header is required"),
+        (
+            {
+                "X-Amzn-SageMaker-InputLocation": "s3://b/k",
+                "X-Amzn-SageMaker-RequestTTLSeconds": "soon",
+            },
+            b"must be an integer",
+        ),
+    ],
+)
+def test_async_headers_checked_before_the_worker(headers: dict[str, str], fragment: bytes) -> None:
+    from smclient.local._routes import async_request
+
+    with pytest.raises(ServiceFault) as info:
+        async_request({k.lower(): v for k, v in headers.items()})
+    assert fragment.decode() in info.value.message
+    assert info.value.status == 400

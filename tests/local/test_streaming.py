@@ -53,6 +53,10 @@ class Streamer:
         if body == b"broken":
             yield b"partial"
             raise RuntimeError("boom")
+        if body == b"empty":
+            return
+        if body == b"early-stream-error":
+            raise StreamError("gave up before the first token", "ModelInvocationTimeExceeded")
         if body == b"session":
             yield json.dumps(session).encode()
             return
@@ -144,6 +148,25 @@ def test_model_stream_error_event(runtime: LocalRuntime, client_for: Any) -> Non
         next(stream)
     response["Body"].close()
     assert info.value.response["Error"] == {"Code": "ModelStreamError", "Message": "took too long"}
+
+
+def test_empty_stream_has_no_events(runtime: LocalRuntime, client_for: Any) -> None:
+    response = client_for(runtime.url).invoke_endpoint_with_response_stream(
+        EndpointName="stream", Body=b"empty"
+    )
+    assert events(response) == []
+
+
+def test_stream_error_before_first_chunk_is_an_event(
+    runtime: LocalRuntime, client_for: Any
+) -> None:
+    response = client_for(runtime.url).invoke_endpoint_with_response_stream(
+        EndpointName="stream", Body=b"early-stream-error"
+    )
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    with pytest.raises(EventStreamError) as info:
+        events(response)
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
 
 
 def test_model_crash_mid_stream_is_stream_broken(runtime: LocalRuntime, client_for: Any) -> None:
