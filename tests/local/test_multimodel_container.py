@@ -119,3 +119,28 @@ def test_models_are_unloaded_on_shutdown(client_for: Any) -> None:
         with mme(fake) as local:
             invoke(client_for(local.url), "a")
         assert fake.models == {}
+
+
+def test_container_gone_is_service_unavailable(client_for: Any) -> None:
+    with FakeContainer(single_model=True) as fake:
+        local = LocalEndpoint(name="byoc", container_url=fake.url).start()
+    try:  # the container stopped after the endpoint started
+        with pytest.raises(ClientError) as info:
+            client_for(local.url).invoke_endpoint(EndpointName="byoc", Body=b"x")
+        assert info.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    finally:
+        local.close()
+
+
+def test_container_too_slow_is_model_error(client_for: Any) -> None:
+    with (
+        FakeContainer(stall={"invoke"}) as fake,
+        LocalEndpoint(
+            name="byoc", container_url=fake.url, container_multi_model=True, container_timeout=0.2
+        ) as local,
+    ):
+        with pytest.raises(ClientError) as info:
+            invoke(client_for(local.url), "a")
+        assert info.value.response["Error"]["Code"] == "ModelError"
+        assert info.value.response["OriginalStatusCode"] == 504
