@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +45,16 @@ _Group = tuple[str, str]  # (bucket, folder prefix)
 
 def _folder(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/" if "/" in key else ""
+
+
+def _places(inv: AsyncInvocation) -> list[tuple[_Group, str, bool]]:
+    """Where the invocation's output (``True``) and failure (``False``) objects appear."""
+    found = []
+    for location, ok in ((inv.output_location, True), (inv.failure_location, False)):
+        if location:
+            bucket, object_key = split_s3_url(location)
+            found.append(((bucket, _folder(object_key)), object_key, ok))
+    return found
 
 
 @attrs.define
@@ -81,6 +90,13 @@ class Poller:
     _notified: dict[str, Notice] = attrs.field(factory=dict, init=False, repr=False)
     _head_only: set[_Group] = attrs.field(factory=set, init=False, repr=False)
     _pages: dict[_Group, int] = attrs.field(factory=dict, init=False, repr=False)
+    # Indexes kept up to date on track/finish, so a round does not re-parse N locations:
+    # expected object keys per (bucket, folder), and pending keys per inference id.
+    _groups: dict[_Group, dict[str, tuple[str, bool]]] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
+    _by_id: dict[str, set[str]] = attrs.field(factory=dict, init=False, repr=False)
+    _done_ids: set[str] = attrs.field(factory=set, init=False, repr=False)
     _next_s3: float = attrs.field(default=0.0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -99,8 +115,12 @@ class Poller:
     def track(self, invocations: Iterable[AsyncInvocation]) -> None:
         """Start watching ``invocations`` (already finished or tracked ones are kept)."""
         for inv in invocations:
-            if inv.key not in self._done:
-                self._pending.setdefault(inv.key, inv)
+            if inv.key in self._done or inv.key in self._pending:
+                continue
+            self._pending[inv.key] = inv
+            self._by_id.setdefault(inv.inference_id, set()).add(inv.key)
+            for group, object_key, ok in _places(inv):
+                self._groups.setdefault(group, {})[object_key] = (inv.key, ok)
 
     @property
     def pending(self) -> list[AsyncInvocation]:
@@ -191,9 +211,9 @@ class Poller:
     def forget(self, invocations: Iterable[AsyncInvocation]) -> None:
         """Stop tracking ``invocations`` and drop what was found for them (frees memory)."""
         for inv in invocations:
-            self._pending.pop(inv.key, None)
-            self._done.pop(inv.key, None)
-            self._notified.pop(inv.key, None)
+            self._untrack(inv.key)
+            if self._done.pop(inv.key, None) is not None:
+                self._done_ids.discard(inv.inference_id)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -206,22 +226,33 @@ class Poller:
         endpoint = self._endpoint or inv.bound_endpoint()
         return endpoint.client(service)
 
+    def _untrack(self, key: str) -> None:
+        inv = self._pending.pop(key, None)
+        self._notified.pop(key, None)
+        if inv is None:
+            return
+        same_id = self._by_id.get(inv.inference_id)
+        if same_id is not None:
+            same_id.discard(key)
+            if not same_id:
+                del self._by_id[inv.inference_id]
+        for group, object_key, _ok in _places(inv):
+            keys = self._groups.get(group)
+            if keys is not None:
+                keys.pop(object_key, None)
+                if not keys:
+                    del self._groups[group]
+
     def _finish(self, completion: Completion) -> Completion:
         key = completion.invocation.key
-        self._pending.pop(key, None)
-        self._notified.pop(key, None)
+        self._untrack(key)
         self._done[key] = completion
+        self._done_ids.add(completion.invocation.inference_id)
         return completion
 
     def _s3_round(self) -> list[Completion]:
-        expected: dict[_Group, dict[str, tuple[str, bool]]] = defaultdict(dict)
-        for key, inv in self._pending.items():
-            for location, ok in ((inv.output_location, True), (inv.failure_location, False)):
-                if location:
-                    bucket, object_key = split_s3_url(location)
-                    expected[(bucket, _folder(object_key))][object_key] = (key, ok)
         hits: dict[str, tuple[bool, int | None]] = {}
-        for group, keys in expected.items():
+        for group, keys in list(self._groups.items()):
             inv = self._pending[next(iter(keys.values()))[0]]
             client = self._client("s3", inv)
             use_head = group in self._head_only or len(keys) < self._pages.get(group, 1)
@@ -305,16 +336,12 @@ class Poller:
         if notice.output_location and notice.output_location in self._done:
             return True, None  # a duplicate
         matches = [
-            inv
-            for inv in self._pending.values()
-            if inv.inference_id == notice.inference_id
-            and (notice.output_location in (None, inv.output_location))
+            self._pending[key]
+            for key in self._by_id.get(notice.inference_id, ())
+            if notice.output_location in (None, key)
         ]
         if len(matches) != 1:
-            seen = any(
-                c.invocation.inference_id == notice.inference_id for c in self._done.values()
-            )
-            return seen, None
+            return notice.inference_id in self._done_ids, None
         inv = matches[0]
         if notice.status == "Failed":
             completion = Completion(
