@@ -105,10 +105,14 @@ class LocalRuntime:
         self._state = "closed"
         leftovers: list[str] = []
         if self._server is not None:
-            leftovers += self._server.close(self._shutdown_timeout)
+            self._server.stop(self._shutdown_timeout)
+        # Endpoints first: that wakes requests waiting for a model load, so the
+        # connection threads end now rather than at the end of their invocation window.
         for hosted in self._hosted.values():
             with contextlib.suppress(Exception):
                 leftovers += hosted.close(self._shutdown_timeout)
+        if self._server is not None:
+            leftovers += self._server.close(self._shutdown_timeout)
         if self._embedded is not None:
             self._embedded.__exit__(None, None, None)
             self._embedded = None

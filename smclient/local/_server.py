@@ -378,16 +378,20 @@ class _HTTPServer(http.server.HTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         _log.debug("local endpoint: connection error from %s", client_address, exc_info=True)
 
-    def close_all(self, timeout: float) -> list[str]:
-        """Closes every open connection and joins the connection threads; returns the
-        names of threads still running at the deadline."""
+    def cut_all(self) -> None:
+        """Refuses new connections and shuts down every open one (idle keep-alive ones
+        return from their read at once)."""
         with self._lock:
             self._closing = True
             connections = list(self._connections)
-            threads = list(self._threads)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+    def join_all(self, timeout: float) -> list[str]:
+        """Joins the connection threads; returns names of those still running."""
+        with self._lock:
+            threads = list(self._threads)
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -432,13 +436,19 @@ class LoopbackServer:
                 raise TimeoutError(f"local endpoint did not start within {timeout} s")
             time.sleep(0.01)
 
-    def close(self, timeout: float = 10.0) -> list[str]:
-        """Stops accepting, closes all connections, joins all threads (up to ``timeout``
-        seconds) and closes the socket; returns the names of threads left running."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops accepting and cuts every connection, without waiting for the requests
+        in progress (wake what they wait for, then :meth:`close`)."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout)
             self._thread = None
-        leftovers = self._httpd.close_all(timeout)
+        self._httpd.cut_all()
+
+    def close(self, timeout: float = 10.0) -> list[str]:
+        """:meth:`stop`, then joins all threads (up to ``timeout`` seconds) and closes the
+        socket; returns the names of threads left running."""
+        self.stop(timeout)
+        leftovers = self._httpd.join_all(timeout)
         self._httpd.server_close()
         return leftovers

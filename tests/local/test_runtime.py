@@ -161,3 +161,47 @@ def test_64_concurrent_connections() -> None:
         for thread in threads:
             thread.join(WAIT)
         assert sorted(results) == sorted(b"%d" % i for i in range(64))
+
+
+def test_close_wakes_calls_waiting_for_a_model_load(tmp_path: Path, client_for: Any) -> None:
+    (tmp_path / "m").mkdir()
+    gate, started = threading.Event(), threading.Event()
+
+    def load(path: Path) -> Any:
+        started.set()
+        gate.wait(WAIT)  # a load the test never lets finish before shutdown
+        return upper
+
+    local = LocalEndpoint(
+        name="mme",
+        model_root=tmp_path,
+        loader=load,
+        multi_model=MultiModelSettings(invocation_window=30.0),
+        shutdown_timeout=0.5,
+    ).start()
+    client = client_for(local.url, read_timeout=WAIT)
+    outcome: list[str] = []
+
+    def call() -> None:
+        try:
+            client.invoke_endpoint(EndpointName="mme", TargetModel="m", Body=b"x")
+            outcome.append("answered")
+        except Exception as exc:
+            outcome.append(type(exc).__name__)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert started.wait(WAIT)
+    try:
+        leftovers = local.close()
+    finally:
+        gate.set()
+        caller.join(WAIT)
+    # The waiting request was woken (not left in its 30 s window); only the stuck load,
+    # which the endpoint cannot interrupt, was still running at the deadline.
+    assert leftovers == ["smclient-local-load-m"]
+    assert outcome
+    assert outcome != ["answered"]
+    for thread in threading.enumerate():
+        if thread.name == "smclient-local-load-m":
+            thread.join(WAIT)
