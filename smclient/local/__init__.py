@@ -31,8 +31,7 @@ from ._multimodel import ModelStats, MultiModelSettings
 from ._runtime import LocalEndpoint, LocalRuntime
 from ._sessions import SessionInfo
 from ._spec import EndpointSpec
-from ._wire import ServiceError as ServiceFault
-from ._wire import StreamFaults
+from ._wire import ServiceFault, StreamFaults
 
 __all__ = [
     "EndpointSpec",

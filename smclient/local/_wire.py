@@ -21,6 +21,7 @@ __all__ = [
     "InvocationRequest",
     "InvocationResult",
     "ServiceError",
+    "ServiceFault",
     "StreamFaults",
     "StreamResult",
 ]
@@ -29,13 +30,16 @@ ACCOUNT_ID = "123456789012"
 MAX_PAYLOAD_BYTES = 6_291_456  # the runtime's real-time limit (6 MB)
 
 
-class ServiceError(Exception):
+class ServiceFault(Exception):
     """An error answer: ``code`` (``x-amzn-ErrorType``), HTTP ``status``, ``message`` and
     extra modelled ``fields`` put at the top level of the JSON body.
 
-    Exported as ``smclient.local.ServiceFault``: a handler may raise e.g.
+    Public as ``smclient.local.ServiceFault`` (``ServiceError`` inside the package): a
+    handler may raise e.g.
     ``ServiceFault.unavailable("...")`` (503) or ``ServiceFault.not_ready("...")`` (429)
     to make the runtime itself answer with that error.
+
+    .. versionadded:: 0.1.0
     """
 
     def __init__(self, code: str, status: int, message: str, **fields: object) -> None:
@@ -45,20 +49,23 @@ class ServiceError(Exception):
         self.message = message
         self.fields = fields
 
+    def __str__(self) -> str:
+        return f"{self.code} ({self.status}): {self.message}"
+
     @classmethod
-    def validation(cls, message: str) -> ServiceError:
+    def validation(cls, message: str) -> ServiceFault:
         return cls("ValidationError", 400, message)
 
     @classmethod
-    def not_ready(cls, message: str) -> ServiceError:
+    def not_ready(cls, message: str) -> ServiceFault:
         return cls("ModelNotReadyException", 429, message)
 
     @classmethod
-    def unavailable(cls, message: str) -> ServiceError:
+    def unavailable(cls, message: str) -> ServiceFault:
         return cls("ServiceUnavailable", 503, message)
 
     @classmethod
-    def model_error(cls, endpoint: str, status: int, message: str) -> ServiceError:
+    def model_error(cls, endpoint: str, status: int, message: str) -> ServiceFault:
         """``ModelError`` 424 worded as the service words it, with its three fields."""
         group = f"/aws/sagemaker/Endpoints/{endpoint}"
         kind = "client" if 400 <= status < 500 else "server"
@@ -77,8 +84,11 @@ class ServiceError(Exception):
         )
 
     @classmethod
-    def endpoint_not_found(cls, name: str) -> ServiceError:
+    def endpoint_not_found(cls, name: str) -> ServiceFault:
         return cls.validation(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
+
+
+ServiceError = ServiceFault  # the name used inside the package
 
 
 @attrs.frozen
