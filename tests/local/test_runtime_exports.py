@@ -1,0 +1,31 @@
+"""The public names of ``smclient.local``, pinned."""
+
+from __future__ import annotations
+
+import smclient.local
+
+
+def test_exported_names() -> None:
+    assert smclient.local.__all__ == [
+        "EndpointSpec",
+        "HandlerError",
+        "HandlerReply",
+        "LocalEndpoint",
+        "LocalRuntime",
+        "ModelHandler",
+        "ModelStats",
+        "MultiModelSettings",
+        "ServiceFault",
+        "SessionHandler",
+        "SessionInfo",
+        "StreamError",
+        "StreamFaults",
+        "StreamingHandler",
+    ]
+
+
+def test_exported_objects_say_smclient_local() -> None:
+    for name in smclient.local.__all__:
+        obj = getattr(smclient.local, name)
+        assert obj.__module__ == "smclient.local", name
+        assert obj.__name__ == name
