@@ -2,7 +2,7 @@
 
 Each creation runs CreateModel -> CreateEndpointConfig -> CreateEndpoint and waits for
 ``InService`` with a deadline. Every input is checked before the first call; if a step
-fails (or the endpoint fails or does not come up in time), what was created is removed.
+fails (or the endpoint fails, or is not up in time), what was created is removed.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from . import _validation as check
 from ._errors import InvalidInputError, ServiceError, SMClientError
@@ -24,6 +26,7 @@ __all__ = [
     "create_async_endpoint",
     "create_multi_model_endpoint",
     "delete",
+    "delete_endpoint",
 ]
 
 _POLICY = RetryPolicy(timeout=120.0)
@@ -41,7 +44,7 @@ class EndpointCreationError(SMClientError):
     ``"CreateEndpoint"`` or ``"WaitInService"``), ``failure_reason`` (SageMaker's
     ``FailureReason`` or the error's text), ``removed`` (what the rollback deleted, as
     ``"model:NAME"`` ...), ``left_behind`` (what it could not delete). ``__cause__`` is
-    the original error when there was one.
+    the original error.
 
     .. versionadded:: 0.1.0
     """
@@ -64,20 +67,37 @@ class EndpointCreationError(SMClientError):
         self.left_behind = tuple(left_behind)
 
 
-def _s3(field: str, value: str | None, *, required: bool = False) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not _S3.fullmatch(value):
-        raise InvalidInputError(
-            field, f"{str(value)[:100]!r} is not an s3:// path", limit="s3://bucket/prefix"
-        )
-    return value
+@attrs.frozen
+class _Wait:
+    """How to wait for ``InService``: seconds, and the seams."""
+
+    timeout: float
+    poll_interval: float
+    on_status: Callable[[str], None] | None
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
 
 
-def _topic(field: str, value: str | None) -> str | None:
-    if value is not None and (not isinstance(value, str) or not _TOPIC.fullmatch(value)):
-        raise InvalidInputError(field, f"{str(value)[:100]!r} is not an SNS topic ARN")
-    return value
+def _require(ok: bool, field: str, problem: str, limit: str | None = None) -> None:
+    if not ok:
+        raise InvalidInputError(field, problem, limit=limit)
+
+
+def _s3(field: str, value: object, *, required: bool = False) -> None:
+    if value is not None or required:
+        ok = isinstance(value, str) and bool(_S3.fullmatch(value))
+        _require(ok, field, f"{str(value)[:100]!r} is not an s3:// path", "s3://bucket/prefix")
+
+
+def _topic(field: str, value: object) -> None:
+    ok = value is None or (isinstance(value, str) and bool(_TOPIC.fullmatch(value)))
+    _require(ok, field, f"{str(value)[:100]!r} is not an SNS topic ARN")
+
+
+def _int_in(field: str, value: object, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value
+    ok = ok and (high is None or value <= high)  # type: ignore[operator]
+    _require(ok, field, f"got {value!r}", f"an integer in {low}..{high or ''}")
 
 
 def _common(
@@ -86,42 +106,28 @@ def _common(
     role_arn: str,
     instance_type: str,
     instance_count: int,
-    model_name: str | None,
-    config_name: str | None,
+    names: tuple[str | None, str | None],
     environment: Mapping[str, str] | None,
-    timeout: float,
+    wait: _Wait,
 ) -> tuple[str, str]:
+    """Check the arguments both kinds share; the model and endpoint config names."""
     check.endpoint_name(name, "name")
-    model = check.endpoint_name(model_name or f"{name}-model"[:63].rstrip("-"), "model_name")
-    config = check.endpoint_name(config_name or f"{name}-config"[:63].rstrip("-"), "config_name")
-    if not isinstance(image_uri, str) or not 1 <= len(image_uri) <= 255 or " " in image_uri:
-        raise InvalidInputError(
-            "image_uri", "must be a container image URI", limit="1-255 characters"
-        )
-    if not isinstance(role_arn, str) or not _ROLE.fullmatch(role_arn):
-        raise InvalidInputError(
-            "role_arn",
-            f"{str(role_arn)[:100]!r} is not an IAM role ARN",
-            limit="arn:aws:iam::ACCOUNT:role/NAME",
-        )
-    if not isinstance(instance_type, str) or not _INSTANCE.fullmatch(instance_type):
-        raise InvalidInputError(
-            "instance_type", f"{instance_type!r} is not an instance type", limit="ml.FAMILY.SIZE"
-        )
-    if (
-        isinstance(instance_count, bool)
-        or not isinstance(instance_count, int)
-        or instance_count < 1
-    ):
-        raise InvalidInputError(
-            "instance_count", f"got {instance_count!r}", limit="an integer >= 1"
-        )
-    if environment is not None and not all(
+    model = check.endpoint_name(names[0] or f"{name}-model"[:63].rstrip("-"), "model_name")
+    config = check.endpoint_name(names[1] or f"{name}-config"[:63].rstrip("-"), "config_name")
+    uri_ok = isinstance(image_uri, str) and 1 <= len(image_uri) <= 255 and " " not in image_uri
+    _require(uri_ok, "image_uri", "must be a container image URI", "1-255 characters")
+    role_ok = isinstance(role_arn, str) and bool(_ROLE.fullmatch(role_arn))
+    _require(role_ok, "role_arn", f"{str(role_arn)[:100]!r} is not an IAM role ARN",
+             "arn:aws:iam::ACCOUNT:role/NAME")  # fmt: skip
+    type_ok = isinstance(instance_type, str) and bool(_INSTANCE.fullmatch(instance_type))
+    _require(type_ok, "instance_type", f"{instance_type!r} is not an instance type", "ml.*.*")
+    _int_in("instance_count", instance_count, 1)
+    env_ok = environment is None or all(
         isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
-    ):
-        raise InvalidInputError("environment", "keys and values must be strings")
-    if timeout <= 0:
-        raise InvalidInputError("timeout", f"got {timeout}", limit="seconds, > 0")
+    )
+    _require(env_ok, "environment", "keys and values must be strings")
+    _require(wait.timeout > 0, "timeout", f"got {wait.timeout}", "seconds, > 0")
+    _require(wait.poll_interval > 0, "poll_interval", f"got {wait.poll_interval}", "seconds, > 0")
     return model, config
 
 
@@ -158,23 +164,17 @@ def create_async_endpoint(
     ``max_concurrent_invocations`` (1..1000) form the ``AsyncInferenceConfig``.
     ``model_name`` / ``config_name`` default to ``<name>-model`` / ``<name>-config``.
     Waits up to ``timeout`` seconds (default 1800), checking every ``poll_interval``
-    seconds (default 15) and calling ``on_status(status)`` on each check.
+    seconds (default 15) and calling ``on_status(status)`` at each check.
     ``endpoint_options`` go to :class:`smclient.Endpoint` (``region``,
-    ``aws_endpoint_url``, ...). Raises :class:`EndpointCreationError` after removing
-    what it created.
+    ``aws_endpoint_url``...). Raises :class:`EndpointCreationError` after removing what
+    it created; :class:`InvalidInputError` before any call.
 
     .. versionadded:: 0.1.0
     """
+    wait = _Wait(timeout, poll_interval, on_status, clock, sleep)
+    names = (model_name, config_name)
     model, config = _common(
-        name,
-        image_uri,
-        role_arn,
-        instance_type,
-        instance_count,
-        model_name,
-        config_name,
-        environment,
-        timeout,
+        name, image_uri, role_arn, instance_type, instance_count, names, environment, wait
     )
     _s3("output_path", output_path, required=True)
     _s3("failure_path", failure_path)
@@ -182,62 +182,31 @@ def create_async_endpoint(
     _topic("success_topic", success_topic)
     _topic("error_topic", error_topic)
     include = tuple(include_inference_response_in)
-    if any(v not in _INCLUDE for v in include) or len(set(include)) != len(include):
-        raise InvalidInputError(
-            "include_inference_response_in",
-            f"got {include!r}",
-            limit=f"distinct values of {_INCLUDE}",
-        )
-    if kms_key_id is not None and (
-        not isinstance(kms_key_id, str) or not 1 <= len(kms_key_id) <= 2048
-    ):
-        raise InvalidInputError(
-            "kms_key_id", "must be a KMS key id, alias or ARN", limit="1-2048 characters"
-        )
-    limit = max_concurrent_invocations
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000
-    ):
-        raise InvalidInputError(
-            "max_concurrent_invocations", f"got {limit!r}", limit="an integer in 1..1000"
-        )
+    include_ok = all(v in _INCLUDE for v in include) and len(set(include)) == len(include)
+    _require(include_ok, "include_inference_response_in", f"got {include!r}", f"of {_INCLUDE}")
+    kms_ok = kms_key_id is None or (isinstance(kms_key_id, str) and 1 <= len(kms_key_id) <= 2048)
+    _require(kms_ok, "kms_key_id", "must be a KMS key id, alias or ARN", "1-2048 characters")
+    if max_concurrent_invocations is not None:
+        _int_in("max_concurrent_invocations", max_concurrent_invocations, 1, 1000)
     output: dict[str, Any] = {"S3OutputPath": output_path}
-    if failure_path:
-        output["S3FailurePath"] = failure_path
-    if kms_key_id:
-        output["KmsKeyId"] = kms_key_id
-    notification: dict[str, Any] = {}
-    if success_topic:
-        notification["SuccessTopic"] = success_topic
-    if error_topic:
-        notification["ErrorTopic"] = error_topic
-    if include:
-        notification["IncludeInferenceResponseIn"] = list(include)
+    optional = {"S3FailurePath": failure_path, "KmsKeyId": kms_key_id}
+    output.update({k: v for k, v in optional.items() if v})
+    notification: dict[str, Any] = {"SuccessTopic": success_topic, "ErrorTopic": error_topic}
+    notification["IncludeInferenceResponseIn"] = list(include)
+    notification = {k: v for k, v in notification.items() if v}
     if notification:
         output["NotificationConfig"] = notification
     async_config: dict[str, Any] = {"OutputConfig": output}
-    if limit is not None:
-        async_config["ClientConfig"] = {"MaxConcurrentInvocationsPerInstance": limit}
+    if max_concurrent_invocations is not None:
+        limit = {"MaxConcurrentInvocationsPerInstance": max_concurrent_invocations}
+        async_config["ClientConfig"] = limit
     container: dict[str, Any] = {"Image": image_uri}
     if model_data_url:
         container["ModelDataUrl"] = model_data_url
-    return _create(
-        name,
-        model,
-        config,
-        role_arn,
-        container,
-        environment,
-        instance_type,
-        instance_count,
-        {"AsyncInferenceConfig": async_config},
-        timeout,
-        poll_interval,
-        on_status,
-        clock,
-        sleep,
-        endpoint_options,
-    )
+    variant = (model, instance_type, instance_count)
+    extra = {"AsyncInferenceConfig": async_config}
+    endpoint = _endpoint(name, endpoint_options)
+    return _create(endpoint, config, role_arn, container, environment, variant, extra, wait)
 
 
 def create_multi_model_endpoint(
@@ -264,92 +233,50 @@ def create_multi_model_endpoint(
 
     .. versionadded:: 0.1.0
     """
+    wait = _Wait(timeout, poll_interval, on_status, clock, sleep)
+    names = (model_name, config_name)
     model, config = _common(
-        name,
-        image_uri,
-        role_arn,
-        instance_type,
-        instance_count,
-        model_name,
-        config_name,
-        environment,
-        timeout,
+        name, image_uri, role_arn, instance_type, instance_count, names, environment, wait
     )
     _s3("model_data_prefix", model_data_prefix, required=True)
-    if not model_data_prefix.endswith("/"):
-        raise InvalidInputError(
-            "model_data_prefix", "must end with '/'", limit="s3://bucket/prefix/"
-        )
+    _require(model_data_prefix.endswith("/"), "model_data_prefix", "must end with '/'")
     container = {"Image": image_uri, "Mode": "MultiModel", "ModelDataUrl": model_data_prefix}
-    return _create(
-        name,
-        model,
-        config,
-        role_arn,
-        container,
-        environment,
-        instance_type,
-        instance_count,
-        {},
-        timeout,
-        poll_interval,
-        on_status,
-        clock,
-        sleep,
-        endpoint_options,
-    )
+    variant = (model, instance_type, instance_count)
+    endpoint = _endpoint(name, endpoint_options)
+    return _create(endpoint, config, role_arn, container, environment, variant, {}, wait)
+
+
+def _endpoint(name: str, options: dict[str, Any]) -> Endpoint:
+    from ._endpoint import Endpoint
+
+    return Endpoint(name, **options)
 
 
 def _create(
-    name: str,
-    model: str,
+    endpoint: Endpoint,
     config: str,
     role_arn: str,
     container: dict[str, Any],
     environment: Mapping[str, str] | None,
-    instance_type: str,
-    instance_count: int,
+    variant: tuple[str, str, int],
     config_extra: dict[str, Any],
-    timeout: float,
-    poll_interval: float,
-    on_status: Callable[[str], None] | None,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-    endpoint_options: dict[str, Any],
+    wait: _Wait,
 ) -> Endpoint:
-    from ._endpoint import Endpoint
-
-    endpoint = Endpoint(name, **endpoint_options)
     sm = endpoint.client("sagemaker")
+    name = endpoint.name
+    model, instance_type, count = variant
     if environment:
         container["Environment"] = dict(environment)
-    variant = {
-        "VariantName": "AllTraffic",
-        "ModelName": model,
-        "InstanceType": instance_type,
-        "InitialInstanceCount": instance_count,
-    }
+    production = {"VariantName": "AllTraffic", "ModelName": model,
+                  "InstanceType": instance_type, "InitialInstanceCount": count}  # fmt: skip
     steps: list[tuple[str, str, Callable[[], Any]]] = [
-        (
-            "CreateModel",
-            f"model:{model}",
-            lambda: sm.create_model(
-                ModelName=model, ExecutionRoleArn=role_arn, PrimaryContainer=container
-            ),
-        ),
-        (
-            "CreateEndpointConfig",
-            f"endpoint-config:{config}",
-            lambda: sm.create_endpoint_config(
-                EndpointConfigName=config, ProductionVariants=[variant], **config_extra
-            ),
-        ),
-        (
-            "CreateEndpoint",
-            f"endpoint:{name}",
-            lambda: sm.create_endpoint(EndpointName=name, EndpointConfigName=config),
-        ),
-    ]
+        ("CreateModel", f"model:{model}", lambda: sm.create_model(
+            ModelName=model, ExecutionRoleArn=role_arn, PrimaryContainer=container)),
+        ("CreateEndpointConfig", f"endpoint-config:{config}", lambda: sm.create_endpoint_config(
+            EndpointConfigName=config, ProductionVariants=[production], **config_extra)),
+        ("CreateEndpoint", f"endpoint:{name}", lambda: sm.create_endpoint(
+            EndpointName=name, EndpointConfigName=config)),
+    ]  # fmt: skip
     created: list[str] = []
     stage = "CreateModel"
     try:
@@ -357,7 +284,7 @@ def _create(
             _call(endpoint, stage, step)
             created.append(what)
         stage = "WaitInService"
-        _wait_in_service(endpoint, timeout, poll_interval, on_status, clock, sleep)
+        _wait_in_service(endpoint, wait)
     except SMClientError as exc:
         removed, left = _rollback(endpoint, created)
         reason = getattr(exc, "failure_reason", None) or exc.message
@@ -374,40 +301,31 @@ def _create(
 
 
 class _NotInService(SMClientError):
-    def __init__(self, message: str, failure_reason: str | None) -> None:
+    def __init__(self, message: str, failure_reason: str) -> None:
         super().__init__(message)
         self.failure_reason = failure_reason
 
 
-def _wait_in_service(
-    endpoint: Endpoint,
-    timeout: float,
-    poll_interval: float,
-    on_status: Callable[[str], None] | None,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> None:
+def _wait_in_service(endpoint: Endpoint, wait: _Wait) -> None:
     sm = endpoint.client("sagemaker")
-    deadline = clock() + timeout
+    deadline = wait.clock() + wait.timeout
     while True:
         found = _call(
             endpoint, "DescribeEndpoint", lambda: sm.describe_endpoint(EndpointName=endpoint.name)
         )
         status = str(found.get("EndpointStatus"))
-        if on_status is not None:
-            on_status(status)
+        if wait.on_status is not None:
+            wait.on_status(status)
         if status == "InService":
             return
         if status in ("Failed", "OutOfService", "Deleting"):
             reason = found.get("FailureReason") or f"endpoint status {status}"
             raise _NotInService(f"endpoint status {status}: {reason}", reason)
-        left = deadline - clock()
+        left = deadline - wait.clock()
         if left <= 0:
-            raise _NotInService(
-                f"not InService within {timeout:.0f} s (last status {status})",
-                f"timed out after {timeout:.0f} s in status {status}",
-            )
-        sleep(min(poll_interval, left))
+            reason = f"timed out after {wait.timeout:.0f} s in status {status}"
+            raise _NotInService(reason, reason)
+        wait.sleep(min(wait.poll_interval, left))
 
 
 def _call(endpoint: Endpoint, operation: str, fn: Callable[[], Any]) -> Any:
@@ -463,11 +381,7 @@ def delete(
 
     .. versionadded:: 0.1.0
     """
-    if isinstance(endpoint, str):
-        from ._endpoint import Endpoint
-
-        endpoint = Endpoint(endpoint, **endpoint_options)
-    ep = endpoint
+    ep = _endpoint(endpoint, endpoint_options) if isinstance(endpoint, str) else endpoint
     sm = ep.client("sagemaker")
     targets = [f"endpoint:{ep.name}"]
     try:
@@ -489,3 +403,6 @@ def delete(
         if exc.http_status != 400:
             raise  # a missing endpoint answers 400 ValidationException: nothing else to find
     return [what for what in targets if _delete_one(ep, what)]
+
+
+delete_endpoint = delete  # the name under which smclient exports it

@@ -208,6 +208,7 @@ def test_waiting_has_a_deadline(sm: Any, clock: Any) -> None:
         ({"environment": {"A": 1}}, "environment"),
         ({"model_name": "bad_name"}, "model_name"),
         ({"timeout": 0}, "timeout"),
+        ({"poll_interval": 0}, "poll_interval"),
     ],
 )
 def test_inputs_are_checked_before_any_call(
