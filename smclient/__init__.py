@@ -40,6 +40,16 @@ from ._errors import (
 )
 from ._models import InvocationResult
 from ._retry import RetryEvent, RetryPolicy, RetryReason
+from ._session import Session
+from ._session_info import (
+    SessionClosedError,
+    SessionError,
+    SessionExpiredError,
+    SessionHeaderError,
+    SessionInfo,
+    SessionProtocol,
+    SessionState,
+)
 from ._splitting import SSEEvent
 from ._streaming import ResponseStream
 
@@ -77,6 +87,14 @@ __all__ = [
     "SSEEvent",
     "ServiceError",
     "ServiceUnavailableError",
+    "Session",
+    "SessionClosedError",
+    "SessionError",
+    "SessionExpiredError",
+    "SessionHeaderError",
+    "SessionInfo",
+    "SessionProtocol",
+    "SessionState",
     "StreamInterruptedError",
     "StreamTimeoutError",
     "ThrottlingError",

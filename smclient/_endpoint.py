@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -14,6 +15,8 @@ from ._codecs import Codec, encode_body
 from ._errors import ErrorContext
 from ._models import InvocationResult
 from ._retry import RetryPolicy, run
+from ._session import Session
+from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
 
 __all__ = ["Endpoint", "ModelHandle"]
@@ -88,6 +91,37 @@ class Endpoint:
         ``ModelDataUrl`` prefix, for example ``"model-a.tar.gz"``.
         """
         return ModelHandle(self, check.target_model(target_model))
+
+    def session(
+        self,
+        *,
+        open_body: Any = None,
+        protocol: SessionProtocol = SessionProtocol.REQUEST_TYPE,
+        content_type: str | None = None,
+        accept: str | None = None,
+        target_model: str | None = None,
+        retry: RetryPolicy | None = None,
+        expiry_margin: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> Session:
+        """Open a stateful session: ``with endpoint.session(open_body=context) as s:``.
+
+        Sends ``SessionId="NEW_SESSION"`` with the open body of ``protocol`` (and
+        ``open_body``, the context the container caches), then ``s.invoke(...)`` and
+        ``s.stream(...)`` send the session id; leaving the block sends the close body.
+        See :class:`Session` for the arguments and ``Session.attach`` to resume elsewhere.
+        """
+        return Session.open(
+            self,
+            open_body=open_body,
+            protocol=protocol,
+            content_type=content_type,
+            accept=accept,
+            target_model=target_model,
+            retry=retry,
+            expiry_margin=expiry_margin,
+            clock=clock,
+        )
 
     def invoke(
         self,

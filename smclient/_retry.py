@@ -6,8 +6,11 @@ What is safe to retry, and why (protocol.md §1, §2):
   ``timeout``; the model did not run (a multi-model endpoint is still loading it).
 - ``ServiceUnavailable`` (503), throttling, connect errors and connect timeouts, reason
   ``TRANSIENT``: retried by default, at most ``max_transient_attempts``; the model did not
-  run, or the request was never sent. Also ``InternalStreamFailure`` when it arrives before
-  the first byte of a response stream reached the caller (nothing was delivered yet).
+  run, or the request was never sent.
+- ``InternalStreamFailure`` before the first byte of a response stream reached the caller,
+  reason ``STREAM_FAILURE``: retried by default (nothing was delivered yet), counted with
+  ``max_transient_attempts``; stateful sessions never retry it (the model may have started
+  and changed the session's state).
 - ``InternalFailure`` (500) and ``InternalDependencyException`` (530), reason ``INTERNAL``:
   opt-in only, because the model may have run.
 - ``ModelError`` whose container answered 507, reason ``MODEL_OUT_OF_MEMORY``: opt-in only
@@ -73,17 +76,17 @@ class RetryReason(enum.Enum):
     INTERNAL = "internal"
     MODEL_OUT_OF_MEMORY = "model_out_of_memory"
     READ_TIMEOUT = "read_timeout"
+    STREAM_FAILURE = "stream_failure"
 
 
 def classify(error: SMClientError) -> RetryReason | None:
     """The retry reason for a translated error, or ``None`` if it is never retried."""
     if isinstance(error, ModelNotReadyError):
         return RetryReason.MODEL_NOT_READY
-    if isinstance(
-        error,
-        ServiceUnavailableError | ThrottlingError | ConnectError | InternalStreamFailureError,
-    ):
+    if isinstance(error, ServiceUnavailableError | ThrottlingError | ConnectError):
         return RetryReason.TRANSIENT
+    if isinstance(error, InternalStreamFailureError):
+        return RetryReason.STREAM_FAILURE
     if isinstance(error, InternalFailureError | InternalDependencyError):
         return RetryReason.INTERNAL
     if isinstance(error, ModelError) and error.original_status_code == 507:
@@ -119,7 +122,9 @@ def _reasons(value: Iterable[RetryReason]) -> frozenset[RetryReason]:
     return frozenset(value)
 
 
-_DEFAULT_REASONS = frozenset({RetryReason.MODEL_NOT_READY, RetryReason.TRANSIENT})
+_DEFAULT_REASONS = frozenset(
+    {RetryReason.MODEL_NOT_READY, RetryReason.TRANSIENT, RetryReason.STREAM_FAILURE}
+)
 
 
 @attrs.frozen

@@ -383,3 +383,16 @@ def test_a_session_does_not_pickle_but_its_info_does(runtime: ScriptedRuntime) -
         with pytest.raises(TypeError, match="detach"):
             pickle.dumps(s)
         assert pickle.loads(pickle.dumps(s.info)) == s.info
+
+
+def test_endpoint_session_is_the_front_door(runtime: ScriptedRuntime) -> None:
+    import smclient
+
+    runtime.queue(opened(), Reply.ok(b"answer"), closed())
+    wall = WallClock()
+    with runtime.endpoint("chat").session(open_body={"context": "long"}, clock=wall) as s:
+        assert isinstance(s, smclient.Session)
+        assert s.invoke(b"q").body == b"answer"
+    assert s.state is SessionState.CLOSED
+    first, second, third = (r.headers.get("x-amzn-sagemaker-session-id") for r in runtime.requests)
+    assert (first, second, third) == ("NEW_SESSION", SID, SID)
