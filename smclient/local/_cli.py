@@ -50,17 +50,23 @@ class ConfigError(ValueError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smclient local", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="smclient local",
+        description="The SageMaker runtime on loopback, and a container contract checker.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve local endpoints on loopback until interrupted")
     serve.add_argument("--config", type=Path, help="JSON file describing the endpoints")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default: a free port)")
-    serve.add_argument("--handler", action="append", default=[], metavar="NAME=MODULE:ATTR")
-    serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR_OR_TAR_GZ")
-    serve.add_argument("--mme", action="append", default=[], metavar="NAME=ROOT_DIR")
-    serve.add_argument("--container", action="append", default=[], metavar="NAME=URL")
-    serve.add_argument("--mme-container", action="append", default=[], metavar="NAME=URL")
+    for option, metavar, text in (
+        ("--handler", "NAME=MODULE:ATTR", "a Python handler or callable"),
+        ("--model", "NAME=DIR_OR_TAR_GZ", "a model directory or archive"),
+        ("--mme", "NAME=ROOT_DIR", "a multi-model endpoint over a folder of models"),
+        ("--container", "NAME=URL", "a running container, single-model contract"),
+        ("--mme-container", "NAME=URL", "a running container, multi-model contract"),
+    ):
+        serve.add_argument(option, action="append", default=[], metavar=metavar, help=text)
     serve.add_argument("--instances", type=int, default=1, help="instances per endpoint")
     serve.add_argument(
         "--invocation-window", type=float, help="seconds a call waits for a model load"
