@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -83,6 +84,10 @@ def _import(path: str) -> object:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"handler must be module:attribute, got {path!r}")
+    # As with `python -m`, modules in the working directory are importable (the console
+    # script alone would only see installed packages).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         obj: object = importlib.import_module(module_name)
         for part in attribute.split("."):
