@@ -161,6 +161,16 @@ class FakeS3:
             answer["NextContinuationToken"] = str(start + self.page_size)
         return answer
 
+    def head_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+        self.calls["HeadObject"] += 1
+        if Key not in self.keys:
+            import botocore.exceptions
+
+            error = {"Error": {"Code": "404", "Message": "Not Found"},
+                     "ResponseMetadata": {"HTTPStatusCode": 404}}  # fmt: skip
+            raise botocore.exceptions.ClientError(error, "HeadObject")  # type: ignore[arg-type]
+        return {"ContentLength": 1}
+
 
 class FakeEndpoint:
     """Hands out a fake S3 client (the Poller's ``endpoint`` seam)."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from smclient import InvalidInputError, ServiceError
-from smclient._asyncinference import AsyncInferenceError, AsyncInvocation, Poller
+from smclient._asyncinference import AsyncInferenceError, AsyncInvocation, AsyncTimeoutError, Poller
 from smclient.notifications import Subscription, subscribe
 
 from ._async_helpers import (  # noqa: F401
@@ -257,3 +257,14 @@ def test_missing_notification_is_recovered_from_s3(ep: Any, sub: Subscription, c
     clock.advance(10)
     [done] = p.poll()  # the reconciliation round finds it
     assert done.source == "s3"
+
+
+def test_a_short_remaining_time_does_not_spin_on_the_queue(
+    ep: Any, sub: Subscription, clock: Any, requests: Requests
+) -> None:
+    requests.watch(ep.client("sqs"))
+    p = sub.poller(clock=clock, sleep=clock.sleep, s3=False, wait_time_seconds=20)
+    with pytest.raises(AsyncTimeoutError):
+        p.wait([handle(ep, 11)], timeout=0.5)
+    assert requests.counts["ReceiveMessage"] <= 2
+    assert clock.sleeps == [0.5]

@@ -246,3 +246,38 @@ def test_poller_settings_are_checked(ep: Any) -> None:
         Poller(ep, interval=0)
     with pytest.raises(InvalidInputError):
         Poller(ep, s3=False)
+
+
+def test_few_pending_in_a_big_folder_use_head(ep: Any, clock: Any) -> None:
+    invs = [handle(ep, n) for n in range(40)]
+    old = [f"results/00{n:03d}.old" for n in range(50)]  # share the pending keys' prefix
+    fake = FakeS3([*old, "results/00000.out"], page_size=10)
+    p = Poller(FakeEndpoint(fake), clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    p.track(invs)
+    assert len(p.poll(s3_now=True)) == 1
+    assert fake.calls == {"ListObjectsV2": 6 + 1}  # 51 objects in pages of 10, failures/ once
+    p.forget(invs[2:])  # one left waiting in a folder that took 6 pages to list
+    fake.calls.clear()
+    assert p.poll(s3_now=True) == []
+    assert fake.calls == {"HeadObject": 1, "ListObjectsV2": 1}  # HEAD beats 6 pages
+
+
+def test_the_deadline_gets_one_last_look(ep: Any, clock: Any) -> None:
+    inv = handle(ep, 1)
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if clock.now >= 1010:
+            put(ep, inv.output_location)  # written during the last pause
+
+    p = Poller(ep, clock=clock, sleep=sleep, interval=5)
+    assert p.wait_one(inv, timeout=10).succeeded
+    assert clock.now == 1010
+
+
+def test_timeout_errors_pickle_with_their_handles(ep: Any, clock: Any) -> None:
+    with pytest.raises(AsyncTimeoutError) as info:
+        poller(ep, clock).wait([handle(ep, 1)], timeout=1)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert [h.inference_id for h in copy.pending] == ["inf-1"]
+    assert copy.pending[0].endpoint.name == "async-ep"

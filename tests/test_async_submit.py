@@ -232,3 +232,9 @@ def test_handle_round_trips_through_json(ep: Any) -> None:
 def test_bad_handle_documents_are_refused(text: str) -> None:
     with pytest.raises(InvalidInputError, match="cannot load"):
         AsyncInvocation.from_json(text)
+
+
+def test_an_unseekable_stream_within_the_limit_is_uploaded(ep: Any) -> None:
+    inv = submit(ep, Recording(b"streamed" * 1000, seekable=False), input_prefix=PREFIX)
+    bucket, key = _checks.split_s3_url(inv.input_location)
+    assert ep.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == b"streamed" * 1000

@@ -168,7 +168,7 @@ class Poller:
         end = start + timeout if timeout is not None else None
         left = dict(wanted)
         done = 0
-        first = True
+        first, final = True, False
         while True:
             for key in [k for k in left if k in self._done]:
                 del left[key]
@@ -178,17 +178,20 @@ class Poller:
                 return
             now = self.clock()
             deadline = end if end is not None else max(i.deadline for i in left.values())
-            if now >= deadline and not first:
-                raise AsyncTimeoutError(
-                    timeout_message(list(left.values()), now - start, done),
-                    pending=list(left.values()),
-                    done=done,
-                )
-            wait = max(0.0, deadline - now)
-            found = self.poll(s3_now=first or now >= deadline, wait=wait)
+            if now >= deadline:
+                if final:
+                    pending = list(left.values())
+                    message = timeout_message(pending, now - start, done)
+                    raise AsyncTimeoutError(message, pending=pending, done=done)
+                final = True  # one last look (S3 and the queue, no waiting) before giving up
+                self.poll(s3_now=True)
+                continue
+            wait = deadline - now
+            found = self.poll(s3_now=first, wait=wait)
             first = False
-            if not found and (self.queue_url is None or self.wait_time_seconds == 0):
-                # Nothing blocked in this round (no long poll): pause, within the deadline.
+            long_polled = self.queue_url is not None and int(min(wait, self.wait_time_seconds)) > 0
+            if not found and not long_polled:
+                # Nothing blocked in this round: pause, within the deadline.
                 self.sleep(max(0.0, min(self._pause(), deadline - self.clock())))
 
     def wait(
