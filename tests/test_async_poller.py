@@ -281,3 +281,14 @@ def test_timeout_errors_pickle_with_their_handles(ep: Any, clock: Any) -> None:
     copy = pickle.loads(pickle.dumps(info.value))
     assert [h.inference_id for h in copy.pending] == ["inf-1"]
     assert copy.pending[0].endpoint.name == "async-ep"
+
+
+def test_a_denied_download_is_a_permission_error(ep: Any, clock: Any, failures: Any) -> None:
+    inv = handle(ep, 5)
+    put(ep, inv.output_location)
+    completion = poller(ep, clock).wait_one(inv, timeout=1)
+    failures(ep.client("s3"), "GetObject", 403, "AccessDenied")
+    with pytest.raises(S3AccessDeniedError) as info:
+        completion.result()
+    assert info.value.operation == "GetObject"
+    assert info.value.location == inv.output_location

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+import threading
 from typing import Any
 
 import pytest
@@ -92,7 +93,9 @@ def test_submit_streams_a_path_in_parts(
     path.write_bytes(data)
     seen = requests
     seen.watch(ep.client("s3"))
+    threads = set(threading.enumerate())
     inv = submit(ep, path, input_prefix=PREFIX, content_type="application/octet-stream")
+    assert set(threading.enumerate()) <= threads  # the transfer's threads are joined
     assert inv.input_location.endswith(".bin")
     assert seen.counts["UploadPart"] == 2
     assert seen.counts["PutObject"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -94,22 +95,13 @@ class AsyncInvocation:
             handle = cls(**{k: v for k, v in raw.items() if k in fields})
         except (TypeError, ValueError) as exc:
             raise InvalidInputError("data", f"cannot load an AsyncInvocation: {exc}") from None
-        if endpoint is None:
-            from .._endpoint import Endpoint
-
-            endpoint = Endpoint(
-                handle.endpoint_name, region=handle.region, aws_endpoint_url=handle.aws_endpoint_url
-            )
-        return attrs.evolve(handle, endpoint=endpoint)
+        return attrs.evolve(handle, endpoint=endpoint or handle.bound_endpoint())
 
     def bound_endpoint(self) -> Endpoint:
-        """The endpoint whose clients serve this handle."""
+        """The endpoint whose clients serve this handle (one shared per name, region and
+        URL when the handle has none)."""
         if self.endpoint is None:
-            from .._endpoint import Endpoint
-
-            return Endpoint(
-                self.endpoint_name, region=self.region, aws_endpoint_url=self.aws_endpoint_url
-            )
+            return _default_endpoint(self.endpoint_name, self.region, self.aws_endpoint_url)
         return self.endpoint
 
     def _poller(self, poller: Poller | None) -> Poller:
@@ -236,6 +228,15 @@ def _typed(content_type: str | None) -> str | None:
     if content_type in (None, "", "application/octet-stream", "binary/octet-stream"):
         return None
     return content_type
+
+
+@functools.lru_cache(maxsize=64)
+def _default_endpoint(name: str, region: str | None, aws_endpoint_url: str | None) -> Endpoint:
+    # Cached: each Endpoint builds its own clients, and handles without one would otherwise
+    # build new clients (and connection pools) for every request.
+    from .._endpoint import Endpoint
+
+    return Endpoint(name, region=region, aws_endpoint_url=aws_endpoint_url)
 
 
 def _is_json(content_type: str | None) -> bool:
