@@ -66,6 +66,7 @@ class FakeS3Endpoint:
     def __init__(self, keys: list[str]) -> None:
         import boto3
         from botocore.awsrequest import AWSResponse
+        from botocore.compat import HTTPHeaders
 
         self.requests: Counter[str] = Counter()
         self._keys = sorted(keys)
@@ -86,7 +87,7 @@ class FakeS3Endpoint:
             key = (query.get("prefix", [""])[0], query.get("continuation-token", [""])[0])
             if key not in self._pages:
                 self._pages[key] = self._build(*key)
-            return AWSResponse(request.url, 200, {}, _Raw(self._pages[key]))
+            return AWSResponse(request.url, 200, HTTPHeaders(), _Raw(self._pages[key]))
 
         self._client.meta.events.register("before-send.s3", answer)
 
