@@ -22,13 +22,15 @@ from urllib.parse import unquote, urlsplit
 
 from . import _eventstream
 from ._wire import (
+    ENDPOINT_NAME,
     MAX_PAYLOAD_BYTES,
     Application,
-    InvocationRequest,
     InvocationResult,
     ServiceError,
     StreamFaults,
     StreamResult,
+    check_member,
+    parse_invocation,
 )
 
 __all__ = ["LoopbackServer"]
@@ -43,25 +45,6 @@ _ROUTE = re.compile(
     r"/endpoints/(?P<name>[^/]+)/(?P<action>invocations|invocations-response-stream|"
     r"async-invocations)"
 )
-_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
-_SESSION = re.compile(r"NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*")
-_PRINTABLE = re.compile(r"\S[\x20-\x7e]*")
-
-
-def _check(value: str | None, member: str, *, max_len: int, pattern: re.Pattern[str]) -> None:
-    if value is None:
-        return
-    shown = value if len(value) <= 80 else value[:77] + "..."
-    prefix = f"1 validation error detected: Value '{shown}' at '{member}' failed to satisfy"
-    if not value or len(value) > max_len:
-        raise ServiceError.validation(
-            f"{prefix} constraint: Member must have length between 1 and {max_len}"
-        )
-    if not pattern.fullmatch(value):
-        raise ServiceError.validation(
-            f"{prefix} constraint: Member must satisfy regular expression pattern: "
-            f"{pattern.pattern}"
-        )
 
 
 def _header_value(value: str) -> str:
@@ -210,7 +193,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
                 raise ServiceError("UnknownOperationException", 404, "Unknown operation.")
             body = self._read_body()
             name = unquote(match["name"])
-            _check(name, "endpointName", max_len=63, pattern=_NAME)
+            check_member(name, "endpointName", max_len=63, pattern=ENDPOINT_NAME)
             if match["action"] == "async-invocations":
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 accepted = app.invoke_async(name, headers)
@@ -222,7 +205,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
                 self._send(202, out, data, request_id)
                 return
             streaming = match["action"] == "invocations-response-stream"
-            request = self._parse(name, body, request_id, streaming=streaming)
+            request = parse_invocation(name, body, request_id, self.headers, streaming=streaming)
             if streaming:
                 self._send_stream(app.invoke_stream(request), request_id)
             else:
@@ -236,36 +219,6 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
             failure = ServiceError("InternalFailure", 500, "An internal error occurred.")
             with contextlib.suppress(OSError):
                 self._send_error(failure, request_id)
-
-    def _parse(
-        self, name: str, body: bytes, request_id: str, *, streaming: bool
-    ) -> InvocationRequest:
-        h = self.headers
-        accept = h.get("X-Amzn-SageMaker-Accept") if streaming else h.get("Accept")
-        request = InvocationRequest(
-            endpoint_name=name,
-            body=body,
-            request_id=request_id,
-            content_type=h.get("Content-Type"),
-            accept=accept,
-            custom_attributes=h.get("X-Amzn-SageMaker-Custom-Attributes"),
-            target_model=h.get("X-Amzn-SageMaker-Target-Model"),
-            target_variant=h.get("X-Amzn-SageMaker-Target-Variant"),
-            target_container_hostname=h.get("X-Amzn-SageMaker-Target-Container-Hostname"),
-            inference_id=h.get("X-Amzn-SageMaker-Inference-Id"),
-            session_id=h.get("X-Amzn-SageMaker-Session-Id"),
-            inference_component=h.get("X-Amzn-SageMaker-Inference-Component"),
-        )
-        ascii_ = re.compile(r"[\x00-\x7f]*")
-        _check(request.content_type, "contentType", max_len=1024, pattern=ascii_)
-        _check(request.accept, "accept", max_len=1024, pattern=ascii_)
-        if request.custom_attributes is not None and request.custom_attributes:
-            _check(request.custom_attributes, "customAttributes", max_len=1024, pattern=ascii_)
-        _check(request.target_model, "targetModel", max_len=1024, pattern=_PRINTABLE)
-        _check(request.target_variant, "targetVariant", max_len=63, pattern=_NAME)
-        _check(request.inference_id, "inferenceId", max_len=64, pattern=_PRINTABLE)
-        _check(request.session_id, "sessionId", max_len=256, pattern=_SESSION)
-        return request
 
     def _send_result(self, result: InvocationResult, request_id: str) -> None:
         headers = {

@@ -1,4 +1,5 @@
-"""Values and errors of the runtime wire protocol, shared by the server and the endpoints.
+"""Values, errors and request checks of the runtime wire protocol, shared by the server
+and the endpoints.
 
 Errors are answered as the service does, so botocore parses them into the right code:
 status, an ``x-amzn-ErrorType`` header and a JSON body with ``message`` (plus the modelled
@@ -7,6 +8,7 @@ fields of ``ModelError`` at the top level).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
@@ -15,6 +17,7 @@ import attrs
 
 __all__ = [
     "ACCOUNT_ID",
+    "ENDPOINT_NAME",
     "MAX_PAYLOAD_BYTES",
     "Application",
     "AsyncResult",
@@ -24,6 +27,8 @@ __all__ = [
     "ServiceFault",
     "StreamFaults",
     "StreamResult",
+    "check_member",
+    "parse_invocation",
 ]
 
 ACCOUNT_ID = "123456789012"
@@ -180,3 +185,59 @@ class Application(Protocol):
     def invoke_async(self, endpoint_name: str, headers: Mapping[str, str]) -> AsyncResult: ...
 
     def status(self) -> dict[str, Any]: ...
+
+
+ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_SESSION = re.compile(r"NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_ASCII = re.compile(r"[\x00-\x7f]*")
+_PRINTABLE = re.compile(r"\S[\x20-\x7e]*")
+
+
+def check_member(value: str | None, member: str, *, max_len: int, pattern: re.Pattern[str]) -> None:
+    """400 ``ValidationError`` worded as the service's when ``value`` (if given) is empty,
+    longer than ``max_len`` or does not match ``pattern``."""
+    if value is None:
+        return
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    prefix = f"1 validation error detected: Value '{shown}' at '{member}' failed to satisfy"
+    if not value or len(value) > max_len:
+        raise ServiceError.validation(
+            f"{prefix} constraint: Member must have length between 1 and {max_len}"
+        )
+    if not pattern.fullmatch(value):
+        raise ServiceError.validation(
+            f"{prefix} constraint: Member must satisfy regular expression pattern: "
+            f"{pattern.pattern}"
+        )
+
+
+def parse_invocation(
+    name: str, body: bytes, request_id: str, headers: Any, *, streaming: bool
+) -> InvocationRequest:
+    """The request of an invocation route from its (case-insensitive) ``headers``;
+    :class:`ServiceFault` 400 for a header over its limit or outside its pattern."""
+    h = headers
+    accept = h.get("X-Amzn-SageMaker-Accept") if streaming else h.get("Accept")
+    request = InvocationRequest(
+        endpoint_name=name,
+        body=body,
+        request_id=request_id,
+        content_type=h.get("Content-Type"),
+        accept=accept,
+        custom_attributes=h.get("X-Amzn-SageMaker-Custom-Attributes"),
+        target_model=h.get("X-Amzn-SageMaker-Target-Model"),
+        target_variant=h.get("X-Amzn-SageMaker-Target-Variant"),
+        target_container_hostname=h.get("X-Amzn-SageMaker-Target-Container-Hostname"),
+        inference_id=h.get("X-Amzn-SageMaker-Inference-Id"),
+        session_id=h.get("X-Amzn-SageMaker-Session-Id"),
+        inference_component=h.get("X-Amzn-SageMaker-Inference-Component"),
+    )
+    check_member(request.content_type, "contentType", max_len=1024, pattern=_ASCII)
+    check_member(request.accept, "accept", max_len=1024, pattern=_ASCII)
+    if request.custom_attributes is not None and request.custom_attributes:
+        check_member(request.custom_attributes, "customAttributes", max_len=1024, pattern=_ASCII)
+    check_member(request.target_model, "targetModel", max_len=1024, pattern=_PRINTABLE)
+    check_member(request.target_variant, "targetVariant", max_len=63, pattern=ENDPOINT_NAME)
+    check_member(request.inference_id, "inferenceId", max_len=64, pattern=_PRINTABLE)
+    check_member(request.session_id, "sessionId", max_len=256, pattern=_SESSION)
+    return request
