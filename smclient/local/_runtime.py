@@ -127,6 +127,12 @@ class LocalRuntime:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        where = (
+            f" {self._server.url}" if self._server is not None and self._state == "running" else ""
+        )
+        return f"<{type(self).__name__}{where} endpoints={self.endpoint_names} {self._state}>"
+
     # -- access --------------------------------------------------------------------------
 
     @property

@@ -205,3 +205,11 @@ def test_close_wakes_calls_waiting_for_a_model_load(tmp_path: Path, client_for: 
     for thread in threading.enumerate():
         if thread.name == "smclient-local-load-m":
             thread.join(WAIT)
+
+
+def test_repr_shows_url_endpoints_and_state() -> None:
+    local = LocalEndpoint(upper, name="shown")
+    assert repr(local) == "<LocalEndpoint endpoints=['shown'] new>"
+    with local:
+        assert repr(local) == f"<LocalEndpoint {local.url} endpoints=['shown'] running>"
+    assert repr(local).endswith("closed>")
