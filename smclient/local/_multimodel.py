@@ -245,8 +245,18 @@ class ModelCache:
                     raise ServiceError.unavailable("The endpoint is shutting down.")
                 slot = self._slots.get(target)
                 if slot is None or (slot.state is _State.FAILED and slot is not waited):
+                    size = self._settings.model_sizes.get(target)
+                    if size is None:
+                        # Sizing may walk a model directory: not while holding the lock.
+                        self._cond.release()
+                        try:
+                            size = self._loader.estimate_size(target)  # raises if unknown
+                        finally:
+                            self._cond.acquire()
+                        if self._closed or self._slots.get(target) is not slot:
+                            continue  # closed, or another call started a load meanwhile
                     # Counters exist only for models that were found (no entry per typo).
-                    slot = self._start_load(target)
+                    slot = self._start_load(target, size)
                     self._counters[target].misses += 1
                     waited = slot
                 counters = self._counters[target]
@@ -274,10 +284,7 @@ class ModelCache:
                     )
                 self._cond.wait(remaining)
 
-    def _start_load(self, target: str) -> _Slot:
-        size = self._settings.model_sizes.get(target)
-        if size is None:
-            size = self._loader.estimate_size(target)  # raises for an unknown model
+    def _start_load(self, target: str, size: int) -> _Slot:
         slot = _Slot(_State.LOADING, started=self._clock(), size=size)
         self._slots[target] = slot
         self._counters.setdefault(target, _Counters())
