@@ -270,3 +270,29 @@ def test_unload_model_and_instances_load_separately(root: Path, client_for: Any)
         invoke(client, "a")  # round robin: the next instance loads its own copy
         assert local.model_stats(instance=1)["a"].loads == 1
         assert local.model_stats(instance=0)["a"].loads == 1
+
+
+def test_concurrent_first_calls_share_one_load(root: Path, client_for: Any) -> None:
+    loader = Loader()
+    release = loader.gate("slow")
+    with start(root, loader, invocation_window=WAIT) as local:
+        client = client_for(local.url, max_pool_connections=16)
+        results: list[bytes] = []
+        lock = threading.Lock()
+
+        def call() -> None:
+            body = invoke(client, "slow")
+            with lock:
+                results.append(body)
+
+        callers = [threading.Thread(target=call) for _ in range(16)]
+        for caller in callers:
+            caller.start()
+        assert loader.started["slow"].wait(WAIT)
+        release.set()
+        for caller in callers:
+            caller.join(WAIT)
+        assert results == [b"slow:x"] * 16
+        stats = local.model_stats()["slow"]
+        assert stats.loads == 1
+        assert len([m for m in loader.loaded if m.name == "slow"]) == 1
