@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._handlers import HandlerError
 from ._multimodel import MultiModelSettings
 from ._spec import EndpointSpec
 
@@ -197,8 +196,8 @@ def main(
     except ConfigError as exc:
         print(f"smclient local: error: {exc}", file=sys.stderr)
         return 2
-    except (HandlerError, OSError, RuntimeError) as exc:  # a model or the port failed
-        print(f"smclient local: cannot start: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a model, the container or the port failed: no traceback
+        print(f"smclient local: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

@@ -115,10 +115,10 @@ class HostedEndpoint:
         for cache in self._caches:
             leftovers += cache.close(timeout)
         leftovers += self._timed.join(timeout)
-        for handler in {id(h): h for h in [self._handler] if h is not None}.values():
-            close = getattr(handler, "close", None)
-            if callable(close) and self.spec.handler is None:
-                close()
+        # A handler the endpoint loaded itself is closed; one the user passed is theirs.
+        close = getattr(self._handler, "close", None)
+        if callable(close) and self.spec.handler is None:
+            close()
         if self._client is not None:
             self._client.close()
         return leftovers

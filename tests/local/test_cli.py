@@ -191,3 +191,12 @@ def test_sigterm_shuts_serve_down_cleanly(served_process: subprocess.Popen[str])
     assert "listening on http://127.0.0.1:" in first
     served_process.send_signal(signal.SIGTERM)
     assert served_process.wait(WAIT) == 0
+
+
+def test_unreachable_container_exits_1_without_traceback(capsys: Any) -> None:
+    with FakeContainer() as fake:
+        url = fake.url  # nothing listens there once the fake stopped
+    assert main(["serve", "--container", f"c={url}"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot start" in err
+    assert "Traceback" not in err
