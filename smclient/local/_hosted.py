@@ -199,18 +199,22 @@ class HostedEndpoint:
                 return self._caches[instance].call(request.target_model, fn)
             assert self._handler is not None
             return fn(self._handler)
-        except ServiceError:
-            self._count_error(instance)
-            raise
-        except HandlerError as exc:
-            self._count_error(instance)
-            raise ServiceError.model_error(self.spec.name, exc.status_code, exc.message) from None
         except Exception as exc:
             self._count_error(instance)
-            _log.warning("local endpoint %s: handler raised %s", self.spec.name, type(exc).__name__)
-            raise ServiceError.model_error(
-                self.spec.name, 500, f"The model raised {type(exc).__name__}."
-            ) from None
+            raise self._model_failure(exc) from None
+
+    def _model_failure(self, exc: Exception) -> ServiceError:
+        """The answer for an exception out of a handler: itself if it is a ``ServiceFault``,
+        ``ModelError`` with its status for a ``HandlerError``, else ``ModelError`` 500 naming
+        only the exception type (its text may hold data)."""
+        if isinstance(exc, ServiceError):
+            return exc
+        if isinstance(exc, HandlerError):
+            return ServiceError.model_error(self.spec.name, exc.status_code, exc.message)
+        _log.warning("local endpoint %s: handler raised %s", self.spec.name, type(exc).__name__)
+        return ServiceError.model_error(
+            self.spec.name, 500, f"The model raised {type(exc).__name__}."
+        )
 
     def _count_error(self, instance: int) -> None:
         with self._lock:
@@ -226,8 +230,8 @@ class HostedEndpoint:
         opener = getattr(self._session_handler(), "open_session", None)
         try:
             context = opener(request.body) if callable(opener) else {}
-        except HandlerError as exc:
-            raise ServiceError.model_error(self.spec.name, exc.status_code, exc.message) from None
+        except Exception as exc:
+            raise self._model_failure(exc) from None
         info = self.sessions.open(instance, context)
         body = {"SessionId": info.session_id, "Expires": info.header.split("=", 1)[1]}
         return InvocationResult(
@@ -243,10 +247,8 @@ class HostedEndpoint:
         if callable(closer):
             try:
                 closer(context)
-            except HandlerError as exc:
-                raise ServiceError.model_error(
-                    self.spec.name, exc.status_code, exc.message
-                ) from None
+            except Exception as exc:
+                raise self._model_failure(exc) from None
         return InvocationResult(
             body=json.dumps({"ClosedSessionId": session_id}).encode(),
             content_type="application/json",

@@ -34,6 +34,8 @@ class Chat:
     def open_session(self, body: bytes) -> dict[str, Any]:
         if body == b"refuse":
             raise HandlerError("no capacity", 503)
+        if body == b"crash":
+            raise KeyError("secret")
         context: dict[str, Any] = {"turns": []}
         with self.lock:
             self.opened.append(context)
@@ -183,6 +185,17 @@ def test_open_failure_is_model_error(runtime: LocalRuntime, client_for: Any) -> 
         )
     assert info.value.response["Error"]["Code"] == "ModelError"
     assert info.value.response["OriginalStatusCode"] == 503
+
+
+def test_open_crash_is_model_error_500(runtime: LocalRuntime, client_for: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        client_for(runtime.url).invoke_endpoint(
+            EndpointName="chat", Body=b"crash", SessionId="NEW_SESSION"
+        )
+    assert info.value.response["Error"]["Code"] == "ModelError"
+    assert info.value.response["OriginalStatusCode"] == 500
+    assert "secret" not in info.value.response["OriginalMessage"]
+    assert runtime.sessions("chat") == []
 
 
 def test_default_context_without_session_methods(runtime: LocalRuntime, client_for: Any) -> None:
