@@ -292,3 +292,66 @@ def test_a_denied_download_is_a_permission_error(ep: Any, clock: Any, failures: 
         completion.result()
     assert info.value.operation == "GetObject"
     assert info.value.location == inv.output_location
+
+
+def test_progress_is_reported_as_results_arrive(ep: Any, clock: Any) -> None:
+    invs = [handle(ep, n) for n in range(3)]
+    put(ep, invs[0].output_location)
+    seen: list[tuple[int, int]] = []
+    p = poller(ep, clock, interval=1)
+    iterator = p.as_completed(invs, timeout=100, progress=lambda *a: seen.append(a))
+    next(iterator)
+    for inv in invs[1:]:
+        put(ep, inv.output_location)
+    list(iterator)
+    assert seen == [(0, 3), (1, 3), (3, 3)]  # shown at the start, then as results arrive
+
+
+def test_progress_bar_is_silent_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from smclient._asyncinference._progress import reporter
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # as if tqdm were not installed
+    assert reporter(True, io.StringIO()) is None
+    assert reporter(False) is None
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    bar = reporter(True, out)
+    assert bar is not None
+    bar(1, 4)
+    bar(4, 4)
+    assert out.getvalue().endswith("[" + "#" * 30 + "] 4/4 async results\n")
+    assert "1/4" in out.getvalue()
+
+
+def test_progress_uses_tqdm_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from smclient._asyncinference._progress import reporter
+
+    bars: list[Any] = []
+
+    class FakeTqdm:
+        def __init__(self, total: int, **_: Any) -> None:
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, count: int) -> None:
+            self.n += count
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=FakeTqdm))
+    bar = reporter(True)
+    assert bar is not None
+    bar(2, 5)
+    bar(5, 5)
+    assert (bars[0].total, bars[0].n, bars[0].closed) == (5, 5, True)

@@ -32,6 +32,7 @@ from ._checks import split_s3_url
 from ._errors import AsyncTimeoutError, timeout_message
 from ._handle import AsyncInvocation, Completion
 from ._notify import Kind, Notice, parse
+from ._progress import Progress, reporter
 
 if TYPE_CHECKING:
     from .._endpoint import Endpoint
@@ -155,14 +156,21 @@ class Poller:
         return found
 
     def as_completed(
-        self, invocations: Iterable[AsyncInvocation], *, timeout: float | None = None
+        self,
+        invocations: Iterable[AsyncInvocation],
+        *,
+        timeout: float | None = None,
+        progress: bool | Progress | None = None,
     ) -> Iterator[Completion]:
         """Yield a :class:`Completion` for each invocation as it finishes.
 
         ``timeout`` (seconds, default: until the last invocation's deadline) bounds the
         whole iteration: then :class:`AsyncTimeoutError` lists what is still pending.
+        ``progress``: a callable ``(finished, total)``, or ``True`` for a progress bar
+        (``tqdm`` when installed, else text on a terminal's stderr; silent otherwise).
         """
         wanted = {inv.key: inv for inv in invocations}
+        report = reporter(progress)
         self.track(wanted.values())
         start = self.clock()
         end = start + timeout if timeout is not None else None
@@ -170,10 +178,13 @@ class Poller:
         done = 0
         first, final = True, False
         while True:
-            for key in [k for k in left if k in self._done]:
+            finished = [k for k in left if k in self._done]
+            for key in finished:
                 del left[key]
                 done += 1
                 yield self._done[key]
+            if report is not None and (finished or first):
+                report(done, len(wanted))
             if not left:
                 return
             now = self.clock()
@@ -195,15 +206,19 @@ class Poller:
                 self.sleep(max(0.0, min(self._pause(), deadline - self.clock())))
 
     def wait(
-        self, invocations: Iterable[AsyncInvocation], *, timeout: float | None = None
+        self,
+        invocations: Iterable[AsyncInvocation],
+        *,
+        timeout: float | None = None,
+        progress: bool | Progress | None = None,
     ) -> list[Completion]:
         """Wait for every invocation; completions in the order given.
 
         Raises :class:`AsyncTimeoutError` (with ``pending``) when ``timeout`` seconds
-        (default: until the last deadline) pass first.
+        (default: until the last deadline) pass first. ``progress`` as :meth:`as_completed`.
         """
         wanted = list(invocations)
-        for _ in self.as_completed(wanted, timeout=timeout):
+        for _ in self.as_completed(wanted, timeout=timeout, progress=progress):
             pass
         return [self._done[inv.key] for inv in wanted]
 
