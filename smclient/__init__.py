@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0.dev0"
 
 from ._clients import ClientConfig
@@ -53,18 +56,42 @@ from ._session_info import (
 from ._splitting import SSEEvent
 from ._streaming import ResponseStream
 
+if TYPE_CHECKING:
+    from ._asyncinference import (
+        AsyncInferenceError,
+        AsyncInvocation,
+        AsyncTimeoutError,
+        Completion,
+        Poller,
+        S3AccessDeniedError,
+        S3Object,
+        as_completed,
+        wait,
+    )
+    from ._deploy import (
+        EndpointCreationError,
+        create_async_endpoint,
+        create_multi_model_endpoint,
+        delete_endpoint,
+    )
+
 __all__ = [
     "CSV",
     "JSON",
     "NPY",
     "RAW",
+    "AsyncInferenceError",
+    "AsyncInvocation",
+    "AsyncTimeoutError",
     "CSVCodec",
     "ClientConfig",
     "Codec",
+    "Completion",
     "ConfigurationError",
     "ConnectError",
     "ConnectionClosedError",
     "Endpoint",
+    "EndpointCreationError",
     "InternalDependencyError",
     "InternalFailureError",
     "InternalStreamFailureError",
@@ -76,6 +103,7 @@ __all__ = [
     "ModelNotReadyError",
     "ModelStreamError",
     "NPYCodec",
+    "Poller",
     "RawCodec",
     "ReadTimeoutError",
     "ResponseStream",
@@ -83,6 +111,8 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "RetryReason",
+    "S3AccessDeniedError",
+    "S3Object",
     "SMClientError",
     "SSEEvent",
     "ServiceError",
@@ -100,11 +130,49 @@ __all__ = [
     "ThrottlingError",
     "TransportError",
     "ValidationError",
+    "as_completed",
+    "create_async_endpoint",
+    "create_multi_model_endpoint",
+    "delete_endpoint",
+    "wait",
 ]
+
+# Async inference and endpoint creation load on first use: they cost ~30 ms of import time.
+_LAZY = {
+    "AsyncInferenceError": "_asyncinference",
+    "AsyncInvocation": "_asyncinference",
+    "AsyncTimeoutError": "_asyncinference",
+    "Completion": "_asyncinference",
+    "EndpointCreationError": "_deploy",
+    "Poller": "_asyncinference",
+    "S3AccessDeniedError": "_asyncinference",
+    "S3Object": "_asyncinference",
+    "as_completed": "_asyncinference",
+    "create_async_endpoint": "_deploy",
+    "create_multi_model_endpoint": "_deploy",
+    "delete_endpoint": "_deploy",
+    "wait": "_asyncinference",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if isinstance(value, type):
+        value.__module__ = __name__
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 # Tracebacks and reprs say smclient.Endpoint, not smclient._endpoint.Endpoint.
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if isinstance(_obj, type):
         _obj.__module__ = __name__
 del _name, _obj

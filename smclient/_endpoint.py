@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from typing_extensions import Self
@@ -18,6 +18,9 @@ from ._retry import RetryPolicy, run
 from ._session import Session
 from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
+
+if TYPE_CHECKING:
+    from ._asyncinference import AsyncInvocation
 
 __all__ = ["Endpoint", "ModelHandle"]
 
@@ -69,6 +72,21 @@ class Endpoint:
     def name(self) -> str:
         """The endpoint's name."""
         return self._name
+
+    @property
+    def region(self) -> str | None:
+        """The region given to the constructor (``None``: boto3's default resolution)."""
+        return self._factory.region
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The runtime client's endpoint URL, when one was given."""
+        return self._factory.endpoint_url
+
+    @property
+    def aws_endpoint_url(self) -> str | None:
+        """The endpoint URL of the S3/SQS/SNS/SageMaker clients, when one was given."""
+        return self._factory.aws_endpoint_url
 
     @property
     def retry(self) -> RetryPolicy:
@@ -160,6 +178,50 @@ class Endpoint:
             custom_attributes=custom_attributes,
             enable_explanations=enable_explanations,
             codec=codec,
+            retry=retry,
+        )
+
+    def submit(
+        self,
+        body: Any = None,
+        *,
+        input_location: str | None = None,
+        input_prefix: str | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        inference_id: str | None = None,
+        request_ttl: int | None = None,
+        invocation_timeout: int | None = None,
+        s3_output_path_extension: str | None = None,
+        filename: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> AsyncInvocation:
+        """Submit an asynchronous inference (``InvokeEndpointAsync``) and return its handle.
+
+        The input is ``input_location`` (already in S3) or ``body`` (bytes, str, a path, a
+        binary file object or data for ``codec``) uploaded under ``input_prefix``
+        (``s3://bucket/prefix``) with boto3's managed transfer. Every limit is checked
+        before anything is sent. Wait with ``handle.result(timeout=...)``,
+        :func:`smclient.wait` or :func:`smclient.as_completed`.
+        """
+        from ._asyncinference import submit
+
+        return submit(
+            self,
+            body,
+            input_location=input_location,
+            input_prefix=input_prefix,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            inference_id=inference_id,
+            request_ttl=request_ttl,
+            invocation_timeout=invocation_timeout,
+            s3_output_path_extension=s3_output_path_extension,
+            filename=filename,
+            codec=codec or self._codec,
             retry=retry,
         )
 

@@ -8,13 +8,18 @@ def test_public_names_are_pinned() -> None:
         "JSON",
         "NPY",
         "RAW",
+        "AsyncInferenceError",
+        "AsyncInvocation",
+        "AsyncTimeoutError",
         "CSVCodec",
         "ClientConfig",
         "Codec",
+        "Completion",
         "ConfigurationError",
         "ConnectError",
         "ConnectionClosedError",
         "Endpoint",
+        "EndpointCreationError",
         "InternalDependencyError",
         "InternalFailureError",
         "InternalStreamFailureError",
@@ -26,6 +31,7 @@ def test_public_names_are_pinned() -> None:
         "ModelNotReadyError",
         "ModelStreamError",
         "NPYCodec",
+        "Poller",
         "RawCodec",
         "ReadTimeoutError",
         "ResponseStream",
@@ -33,6 +39,8 @@ def test_public_names_are_pinned() -> None:
         "RetryEvent",
         "RetryPolicy",
         "RetryReason",
+        "S3AccessDeniedError",
+        "S3Object",
         "SMClientError",
         "SSEEvent",
         "ServiceError",
@@ -50,6 +58,11 @@ def test_public_names_are_pinned() -> None:
         "ThrottlingError",
         "TransportError",
         "ValidationError",
+        "as_completed",
+        "create_async_endpoint",
+        "create_multi_model_endpoint",
+        "delete_endpoint",
+        "wait",
     ]
 
 
@@ -83,6 +96,9 @@ def test_import_builds_no_client_and_does_not_import_boto3() -> None:
     import subprocess
     import sys
 
-    code = "import sys, smclient; print('boto3' in sys.modules, 'numpy' in sys.modules)"
+    code = (
+        "import sys, smclient; "
+        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False", "False"]

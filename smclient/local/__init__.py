@@ -19,6 +19,18 @@ See ``docs/local-endpoint.md``.
 
 from __future__ import annotations
 
+from ._async import AsyncSettings, AsyncStats, AWSConnection, EmbeddedAWS
+from ._check import CheckResult, check_container, run_check
+from ._container import (
+    ContainerClient,
+    ContainerError,
+    ContainerModel,
+    ContainerModelPage,
+    ContainerProtocolError,
+    ContainerResponse,
+    ContainerTimeoutError,
+    ContainerUnreachableError,
+)
 from ._handlers import (
     HandlerError,
     HandlerReply,
@@ -29,25 +41,40 @@ from ._handlers import (
 )
 from ._multimodel import ModelStats, MultiModelSettings
 from ._runtime import LocalEndpoint, LocalRuntime
-from ._sessions import SessionInfo
+from ._sessions import LocalSessionInfo
 from ._spec import EndpointSpec
 from ._wire import ServiceFault, StreamFaults
 
 __all__ = [
+    "AWSConnection",
+    "AsyncSettings",
+    "AsyncStats",
+    "CheckResult",
+    "ContainerClient",
+    "ContainerError",
+    "ContainerModel",
+    "ContainerModelPage",
+    "ContainerProtocolError",
+    "ContainerResponse",
+    "ContainerTimeoutError",
+    "ContainerUnreachableError",
+    "EmbeddedAWS",
     "EndpointSpec",
     "HandlerError",
     "HandlerReply",
     "LocalEndpoint",
     "LocalRuntime",
+    "LocalSessionInfo",
     "ModelHandler",
     "ModelStats",
     "MultiModelSettings",
     "ServiceFault",
     "SessionHandler",
-    "SessionInfo",
     "StreamError",
     "StreamFaults",
     "StreamingHandler",
+    "check_container",
+    "run_check",
 ]
 
 for _name in __all__:

@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-container", help="check a running container against the multi-model contract"
     )
-    check.add_argument("url")
-    check.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    from ._check import add_arguments
+
+    add_arguments(check)
     return parser
 
 
@@ -189,9 +190,9 @@ def main(
         return int(exc.code or 0)
     try:
         if args.command == "check-container":
-            from ._check import run_check
+            from ._check import run_from_args
 
-            return run_check(args.url, out=out, timeout=args.timeout)
+            return run_from_args(args, out=out)
         return serve(args, out=out, stop=stop)
     except ConfigError as exc:
         print(f"smclient local: error: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ from ._handlers import (
 )
 from ._multimodel import ModelCache, ModelLoader
 from ._routes import StartedStream, TimedCalls, async_request
-from ._sessions import RoundRobin, SessionInfo, SessionStore, is_close_request
+from ._sessions import LocalSessionInfo, RoundRobin, SessionStore, is_close_request
 from ._sources import DirectoryModelLoader
 from ._spec import EndpointSpec
 from ._wire import (
@@ -264,7 +264,7 @@ class HostedEndpoint:
             except Exception:
                 _log.warning("local endpoint %s: close_session failed", self.spec.name)
 
-    def open_sessions(self) -> list[SessionInfo]:
+    def open_sessions(self) -> list[LocalSessionInfo]:
         return self.sessions.sessions()
 
     # -- streaming -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing_extensions import Self
 from ._hosted import HostedEndpoint
 from ._multimodel import ModelStats
 from ._server import LoopbackServer
-from ._sessions import SessionInfo
+from ._sessions import LocalSessionInfo
 from ._spec import EndpointSpec
 from ._wire import AsyncResult, InvocationRequest, InvocationResult, ServiceError, StreamResult
 
@@ -214,7 +214,7 @@ class LocalRuntime:
         of a multi-model endpoint (for tests that let a background load finish)."""
         return self.hosted(name).model_caches()[instance].wait_loaded(target_model, timeout)
 
-    def sessions(self, name: str | None = None) -> list[SessionInfo]:
+    def sessions(self, name: str | None = None) -> list[LocalSessionInfo]:
         """The open sessions of an endpoint."""
         return self.hosted(name).open_sessions()
 

@@ -23,8 +23,8 @@ from ._wire import ServiceError
 
 __all__ = [
     "DEFAULT_SESSION_TTL",
+    "LocalSessionInfo",
     "RoundRobin",
-    "SessionInfo",
     "SessionStore",
     "format_expires",
     "is_close_request",
@@ -61,7 +61,7 @@ def is_close_request(body: bytes) -> bool:
 
 
 @attrs.frozen
-class SessionInfo:
+class LocalSessionInfo:
     """An open session: its id, the index of the instance holding it and when it
     expires (seconds since the epoch).
 
@@ -80,7 +80,7 @@ class SessionInfo:
 
 @attrs.define(eq=False)
 class _Session:
-    info: SessionInfo
+    info: LocalSessionInfo
     context: object
 
 
@@ -102,14 +102,14 @@ class SessionStore:
         self._sessions: dict[str, _Session] = {}
         self._gone: collections.OrderedDict[str, str] = collections.OrderedDict()
 
-    def open(self, instance: int, context: object) -> SessionInfo:
+    def open(self, instance: int, context: object) -> LocalSessionInfo:
         self._sweep()
-        info = SessionInfo(str(uuid.uuid4()), instance, self._clock() + self._ttl)
+        info = LocalSessionInfo(str(uuid.uuid4()), instance, self._clock() + self._ttl)
         with self._lock:
             self._sessions[info.session_id] = _Session(info, context)
         return info
 
-    def get(self, session_id: str) -> tuple[SessionInfo, object]:
+    def get(self, session_id: str) -> tuple[LocalSessionInfo, object]:
         """The session's info and context; :class:`ServiceError` 400 if it is unknown,
         closed or expired."""
         self._sweep()
@@ -120,7 +120,7 @@ class SessionStore:
                 raise ServiceError.validation(f"Invalid session ID: session {session_id} {reason}.")
             return session.info, session.context
 
-    def close(self, session_id: str) -> tuple[SessionInfo, object]:
+    def close(self, session_id: str) -> tuple[LocalSessionInfo, object]:
         """Forgets the session and returns its info and context (400 as :meth:`get`)."""
         info, context = self.get(session_id)
         with self._lock:
@@ -131,7 +131,7 @@ class SessionStore:
             self._remember(session_id, "was closed")
         return info, context
 
-    def sessions(self) -> list[SessionInfo]:
+    def sessions(self) -> list[LocalSessionInfo]:
         """The open sessions (expired ones are swept first)."""
         self._sweep()
         with self._lock:

@@ -7,20 +7,35 @@ import smclient.local
 
 def test_exported_names() -> None:
     assert smclient.local.__all__ == [
+        "AWSConnection",
+        "AsyncSettings",
+        "AsyncStats",
+        "CheckResult",
+        "ContainerClient",
+        "ContainerError",
+        "ContainerModel",
+        "ContainerModelPage",
+        "ContainerProtocolError",
+        "ContainerResponse",
+        "ContainerTimeoutError",
+        "ContainerUnreachableError",
+        "EmbeddedAWS",
         "EndpointSpec",
         "HandlerError",
         "HandlerReply",
         "LocalEndpoint",
         "LocalRuntime",
+        "LocalSessionInfo",
         "ModelHandler",
         "ModelStats",
         "MultiModelSettings",
         "ServiceFault",
         "SessionHandler",
-        "SessionInfo",
         "StreamError",
         "StreamFaults",
         "StreamingHandler",
+        "check_container",
+        "run_check",
     ]
 
 
