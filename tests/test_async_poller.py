@@ -304,7 +304,11 @@ def test_progress_is_reported_as_results_arrive(ep: Any, clock: Any) -> None:
     for inv in invs[1:]:
         put(ep, inv.output_location)
     list(iterator)
-    assert seen == [(0, 3), (1, 3), (3, 3)]  # shown at the start, then as results arrive
+    # Shown at the start, then as results arrive; the last two may land in one S3 round or
+    # in two (a loaded machine can split them), so only the order and the ends are pinned.
+    assert seen[:2] == [(0, 3), (1, 3)]
+    assert seen[-1] == (3, 3)
+    assert seen in ([(0, 3), (1, 3), (3, 3)], [(0, 3), (1, 3), (2, 3), (3, 3)])
 
 
 def test_progress_bar_is_silent_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
