@@ -46,6 +46,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "tests/benchmarks/bench_invoke.py", *session.posargs)
     session.run("python", "tests/benchmarks/bench_import.py")
     session.run("python", "tests/benchmarks/bench_stream.py")
+    session.run("python", "tests/benchmarks/bench_poller.py")
 
 
 @nox.session
