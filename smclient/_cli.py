@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the demo against an embedded local endpoint")
     demo.add_argument("--load-seconds", type=float, default=1.5, help="model load time (s)")
+    demo.add_argument(
+        "--no-async", action="store_true", help="skip async inference (needs smclient[local])"
+    )
     commands.add_parser("local", help="the local endpoint: 'smclient local --help'")
     commands.add_parser("version", help="print the version")
     parsed = parser.parse_args(args)
@@ -32,4 +35,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from ._demo import run
 
-    return run(sys.stdout, load_seconds=parsed.load_seconds)
+    return run(sys.stdout, load_seconds=parsed.load_seconds, with_async=not parsed.no_async)

@@ -3,7 +3,8 @@
 It starts a local runtime on 127.0.0.1 with a single-model endpoint and a multi-model
 endpoint whose models take a moment to load, then shows: a JSON invocation, a cold start
 ridden out through ``ModelNotReadyException`` retries, a warm call, a model error with the
-container's answer, and bad input refused before anything is sent.
+container's answer, bad input refused before anything is sent, a streamed answer, a
+stateful session, and asynchronous inference on an embedded moto server.
 """
 
 from __future__ import annotations
@@ -45,19 +46,85 @@ def load(model_dir):
 
 
 class _Echo:
-    """The single-model endpoint: answers with what it was sent, or a model error."""
+    """The single-model endpoint: answers with what it was sent, or a model error; streams
+    one JSON line per word; remembers a conversation per session."""
 
-    def predict(self, body: bytes, content_type: str | None, accept: str | None) -> Any:
+    def predict(
+        self, body: bytes, content_type: str | None, accept: str | None, session: Any = None
+    ) -> Any:
         from .local import HandlerError, HandlerReply
 
         payload = json.loads(body)
         if payload.get("fail"):
             raise HandlerError("the model refused this input: 'fail' is set", status_code=422)
-        reply = {"echo": payload, "length": len(body)}
+        if session is not None:  # a stateful session: the context lives on this instance
+            session.setdefault("turns", []).append(payload.get("say", ""))
+            reply: dict[str, Any] = {"turn": len(session["turns"]), "history": session["turns"]}
+        else:
+            reply = {"echo": payload, "length": len(body)}
         return HandlerReply(json.dumps(reply).encode(), content_type="application/json")
 
+    def stream(self, body: bytes, content_type: str | None, accept: str | None) -> Any:
+        for index, word in enumerate(json.loads(body)["text"].split()):
+            line = json.dumps({"index": index, "token": word}) + "\n"
+            # Split every line across two chunks, as real model servers do.
+            yield line[:5].encode()
+            yield line[5:].encode()
 
-def run(out: TextIO, *, load_seconds: float = 1.5, window: float = 0.5) -> int:
+
+def _async_section(say: Any) -> None:
+    """Asynchronous inference through S3 and SNS on an embedded moto server."""
+    import boto3
+
+    from . import Endpoint, as_completed
+    from .local import AsyncSettings, EmbeddedAWS, EndpointSpec, LocalRuntime
+    from .notifications import subscribe
+
+    def score(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        return json.dumps({"score": len(json.loads(body)["text"])}).encode()
+
+    session = boto3.Session(
+        aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+    )
+    with EmbeddedAWS() as aws:
+        control = Endpoint("scorer", boto3_session=session, aws_endpoint_url=aws.endpoint_url)
+        s3, sns = control.client("s3"), control.client("sns")
+        s3.create_bucket(Bucket="demo-async")
+        ok = sns.create_topic(Name="demo-ok")["TopicArn"]
+        failed = sns.create_topic(Name="demo-failed")["TopicArn"]
+        settings = AsyncSettings(
+            s3_output_path="s3://demo-async/out", success_topic=ok, error_topic=failed
+        )
+        with subscribe(ok, failed, endpoint=control) as subscription:
+            spec = EndpointSpec("scorer", handler=score, async_config=settings)
+            with LocalRuntime([spec], aws=aws) as runtime:
+                scorer = Endpoint(
+                    "scorer",
+                    boto3_session=session,
+                    endpoint_url=runtime.url,
+                    aws_endpoint_url=aws.endpoint_url,
+                )
+                texts = ["short", "a little longer", "the longest text of them all"]
+                handles = [
+                    scorer.submit(
+                        {"text": t}, input_prefix="s3://demo-async/in", accept="application/json"
+                    )
+                    for t in texts
+                ]
+                say(f"   submitted {len(handles)}; first handle: {handles[0].inference_id}")
+                poller = subscription.poller(wait_time_seconds=1)
+                for done in as_completed(handles, timeout=30, poller=poller):
+                    say(
+                        f"   {done.invocation.inference_id[:8]}...: {done.result()} "
+                        f"(seen via {done.source})"
+                    )
+                scorer.close()
+        control.close()
+
+
+def run(
+    out: TextIO, *, load_seconds: float = 1.5, window: float = 0.5, with_async: bool = True
+) -> int:
     """Run the demo, writing to ``out``. Returns the exit status."""
     from .local import EndpointSpec, LocalRuntime, MultiModelSettings
 
@@ -124,5 +191,25 @@ def run(out: TextIO, *, load_seconds: float = 1.5, window: float = 0.5) -> int:
             say("\n6. What the local multi-model endpoint saw")
             for name, stat in sorted(stats.items()):
                 say(f"   {name}: loaded={stat.loaded} loads={stat.loads} hits={stat.hits}")
+
+            say("\n7. A streamed answer, split across chunks, read as JSON lines")
+            with echo.stream({"text": "streams never hang on a partial line"}) as stream:
+                tokens = [item["token"] for item in stream.json_lines()]
+            say(f"   {tokens}")
+            say(
+                f"   {stream.chunks_received} chunks, {stream.bytes_received} bytes, first byte "
+                f"after {(stream.time_to_first_byte or 0) * 1000:.1f} ms"
+            )
+
+            say("\n8. A stateful session: the context stays on the instance that holds it")
+            with echo.session() as chat:
+                say(f"   opened {chat.info.id[:12]}..., expires {chat.info.expires_at:%H:%M:%S}")
+                for words in ("hello", "how are you?"):
+                    say(f"   {chat.invoke({'say': words}).json()}")
+            say(f"   closed: {chat.state.value}")
+
+        if with_async:
+            say("\n9. Asynchronous inference: S3 in, S3 out, SNS notifications via SQS")
+            _async_section(say)
         say("\nlocal runtime stopped; nothing left running")
     return 0
