@@ -59,8 +59,8 @@ class JSONCodec:
 
 @attrs.frozen
 class CSVCodec:
-    """CSV rows: encodes a row (sequence of scalars) or a sequence of rows; decodes
-    to a list of rows of strings.
+    """CSV rows: encodes a row (sequence of scalars), a sequence of rows, a 1-D/2-D array,
+    or ``str`` taken as ready-made CSV text; decodes to a list of rows of strings.
 
     .. versionadded:: 0.1.0
     """
@@ -68,6 +68,14 @@ class CSVCodec:
     content_type: str = "text/csv"
 
     def encode(self, value: Any) -> bytes:
+        if isinstance(value, str):  # already CSV text
+            return value.encode()
+        if not isinstance(value, list | tuple) and not hasattr(value, "tolist"):
+            raise InvalidInputError(
+                "body", f"CSV needs a row or a list of rows, got {type(value).__name__}"
+            )
+        if hasattr(value, "tolist"):  # a NumPy array, without importing NumPy
+            value = value.tolist()
         rows = value if value and isinstance(value[0], list | tuple) else [value]
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(rows)

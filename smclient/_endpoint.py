@@ -302,17 +302,17 @@ class Endpoint:
             "ContentType": check.header("content_type", content_type),
             "Accept": check.header("accept", accept),
             "TargetModel": None if target_model is None else check.target_model(target_model),
-            "TargetVariant": check.header("target_variant", headers.get("target_variant")),
-            "TargetContainerHostname": check.header(
+            "TargetVariant": check.name("target_variant", headers.get("target_variant")),
+            "TargetContainerHostname": check.name(
                 "target_container_hostname", headers.get("target_container_hostname")
             ),
-            "InferenceComponentName": check.header(
-                "inference_component", headers.get("inference_component")
-            ),
+            "InferenceComponentName": check.component_name(headers.get("inference_component")),
             "InferenceId": check.inference_id(headers.get("inference_id")),
             "CustomAttributes": check.custom_attributes(headers.get("custom_attributes")),
             "EnableExplanations": check.header(
-                "enable_explanations", headers.get("enable_explanations")
+                "enable_explanations",
+                headers.get("enable_explanations"),
+                maximum=check.MAX_EXPLANATIONS,
             ),
             "SessionId": None if session_id is None else check.session_id(session_id),
         }

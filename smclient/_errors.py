@@ -372,6 +372,12 @@ _BY_CODE: dict[str, type[ServiceError]] = {
     "Throttling": ThrottlingError,
     "TooManyRequestsException": ThrottlingError,
     "RequestLimitExceeded": ThrottlingError,
+    # S3, SQS and SNS, which the async poller and endpoint creation call:
+    "SlowDown": ThrottlingError,
+    "RequestThrottled": ThrottlingError,
+    "AWS.SimpleQueueService.RequestThrottled": ThrottlingError,
+    "Throttled": ThrottlingError,
+    "ThrottledException": ThrottlingError,
 }
 
 
@@ -424,8 +430,12 @@ def translate_stream_break(
 ) -> SMClientError:
     """Map a failure while reading a started stream (botocore lets raw urllib3 errors
     through there) to :class:`StreamInterruptedError` / :class:`StreamTimeoutError`."""
+    import botocore.exceptions
+    import urllib3.exceptions
+
     name = type(exc).__name__
-    cls = StreamTimeoutError if "Timeout" in name else StreamInterruptedError
+    timeouts = (urllib3.exceptions.TimeoutError, botocore.exceptions.ReadTimeoutError, TimeoutError)
+    cls = StreamTimeoutError if isinstance(exc, timeouts) else StreamInterruptedError
     verb = "paused longer than the read timeout" if cls is StreamTimeoutError else "was cut"
     return cls(
         f"the response stream {verb} after {bytes_received} bytes in {chunks_received} "
@@ -469,6 +479,8 @@ def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
         cls = _BY_CODE.get(code)
         if cls is None and status == 429:
             cls = ThrottlingError
+        elif cls is None and status == 503:  # e.g. an S3 HEAD answers code "503" without a body
+            cls = ServiceUnavailableError
         if cls is ModelError:
             return ModelError(
                 message,

@@ -59,7 +59,14 @@ class ResponseStream:
     def __init__(self, response: dict[str, Any], ctx: ErrorContext, *, started: float) -> None:
         body = response["Body"]
         # The raw HTTP body behind botocore's EventStream: see the module docstring for why.
-        self._raw = getattr(body, "_raw_stream", None) or body
+        raw = getattr(body, "_raw_stream", None)
+        if raw is None or not hasattr(raw, "stream"):
+            body.close()
+            raise SMClientError(
+                "this botocore version's EventStream does not expose its raw body; "
+                "smclient supports botocore >= 1.34 (please report the version you use)"
+            )
+        self._raw: Any = raw
         self._ctx = ctx
         self._started = started
         self.content_type: str | None = response.get("ContentType")

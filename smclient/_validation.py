@@ -17,6 +17,9 @@ MAX_HEADER_VALUE = 1024
 MAX_SESSION_ID = 256
 
 _NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_COMPONENT = re.compile(r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")
+MAX_NAME = 63
+MAX_EXPLANATIONS = 64
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 _ASCII = re.compile(r"[\x00-\x7f]*")
 
@@ -34,20 +37,49 @@ def endpoint_name(value: object, field: str = "endpoint_name") -> str:
     return value
 
 
-def target_model(value: str) -> str:
+def _printable_id(field: str, value: object, maximum: int, meaning: str) -> str:
+    """The service's ``\\A\\S[\\p{Print}]*\\z`` values: printable, no leading space."""
     if not isinstance(value, str):
-        raise InvalidInputError("target_model", f"expected a string, got {type(value).__name__}")
-    if not 1 <= len(value) <= MAX_TARGET_MODEL:
+        raise InvalidInputError(field, f"expected a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= maximum:
         raise InvalidInputError(
-            "target_model", f"length {len(value)} is out of range", limit="1-1024 characters"
+            field, f"length {len(value)} is out of range", limit=f"1-{maximum} characters"
         )
     if value[0].isspace() or not _PRINTABLE.fullmatch(value):
         raise InvalidInputError(
-            "target_model",
+            field,
             f"{value[:80]!r} must be printable ASCII and must not start with a space",
-            limit="the model's path relative to the endpoint's ModelDataUrl prefix",
+            limit=meaning,
         )
     return value
+
+
+def target_model(value: str) -> str:
+    return _printable_id(
+        "target_model",
+        value,
+        MAX_TARGET_MODEL,
+        "the model's path relative to the endpoint's ModelDataUrl prefix",
+    )
+
+
+def name(field: str, value: str | None, *, pattern: re.Pattern[str] = _NAME) -> str | None:
+    """A variant, container host or inference component name: 1-63 letters, digits, hyphens."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"expected a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_NAME or not pattern.fullmatch(value):
+        raise InvalidInputError(
+            field,
+            f"{value[:80]!r} is not a valid name",
+            limit="1-63 letters, digits and inner hyphens",
+        )
+    return value
+
+
+def component_name(value: str | None) -> str | None:
+    return name("inference_component", value, pattern=_COMPONENT)
 
 
 def header(field: str, value: str | None, *, maximum: int = MAX_HEADER_VALUE) -> str | None:
@@ -74,10 +106,14 @@ def custom_attributes(value: str | None) -> str | None:
 
 
 def inference_id(value: str | None) -> str | None:
-    return header("inference_id", value, maximum=MAX_INFERENCE_ID)
+    if value is None:
+        return None
+    return _printable_id("inference_id", value, MAX_INFERENCE_ID, "your own request tag")
 
 
 def session_id(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError("session_id", f"expected a string, got {type(value).__name__}")
     if value != "NEW_SESSION" and (
         not 1 <= len(value) <= MAX_SESSION_ID or not _NAME.fullmatch(value)
     ):

@@ -45,3 +45,9 @@ def test_codecs_satisfy_the_protocol() -> None:
 def test_json_rejects_what_it_cannot_encode() -> None:
     with pytest.raises(InvalidInputError, match="JSON"):
         JSON.encode({1, 2})
+
+
+def test_csv_takes_ready_made_text_and_rejects_scalars() -> None:
+    assert CSV.encode("1.5,2.0\n3,4") == b"1.5,2.0\n3,4"
+    with pytest.raises(InvalidInputError, match="CSV"):
+        CSV.encode(5)

@@ -81,3 +81,29 @@ def test_invalid_input_message_names_field_and_limit() -> None:
         "inference_id", "length 65 is out of range", limit="1-64 characters"
     )
     assert str(err) == "inference_id: length 65 is out of range (1-64 characters)"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("SlowDown", 503, ThrottlingError),  # S3
+        ("503", 503, ServiceUnavailableError),  # an S3 HEAD: no body, the status as code
+        ("AWS.SimpleQueueService.RequestThrottled", 403, ThrottlingError),  # SQS
+        ("Throttled", 400, ThrottlingError),  # SNS
+    ],
+)
+def test_other_services_throttling_and_503_are_retryable(
+    code: str, status: int, expected: type[ServiceError]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from smclient._errors import ErrorContext, translate
+    from smclient._retry import RetryReason, classify
+
+    exc = ClientError(
+        {"Error": {"Code": code, "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "ListObjectsV2",
+    )
+    err = translate(exc, ErrorContext(operation="ListObjectsV2"))
+    assert type(err) is expected
+    assert classify(err) is RetryReason.TRANSIENT
