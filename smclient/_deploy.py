@@ -38,13 +38,14 @@ _INCLUDE = ("SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC")
 
 
 class EndpointCreationError(SMClientError):
-    """Creating an endpoint failed; what had been created was removed.
+    """Creating an endpoint failed; what had been created was removed (as far as possible).
 
     ``endpoint``, ``stage`` (``"CreateModel"``, ``"CreateEndpointConfig"``,
     ``"CreateEndpoint"`` or ``"WaitInService"``), ``failure_reason`` (SageMaker's
     ``FailureReason`` or the error's text), ``removed`` (what the rollback deleted, as
-    ``"model:NAME"`` ...), ``left_behind`` (what it could not delete). ``__cause__`` is
-    the original error.
+    ``"model:NAME"`` ...; only real deletions), ``left_behind`` (what may still exist
+    because deleting it failed: check and delete it yourself). ``__cause__`` is the
+    original error.
 
     .. versionadded:: 0.1.0
     """
@@ -277,16 +278,19 @@ def _create(
         ("CreateEndpoint", f"endpoint:{name}", lambda: sm.create_endpoint(
             EndpointName=name, EndpointConfigName=config)),
     ]  # fmt: skip
-    created: list[str] = []
+    # Each resource is recorded before its call: a call that times out, loses its
+    # connection or answers 500 may still have created it (deleting one that does not
+    # exist is harmless).
+    attempted: list[str] = []
     stage = "CreateModel"
     try:
         for stage, what, step in steps:
+            attempted.append(what)
             _call(endpoint, stage, step)
-            created.append(what)
         stage = "WaitInService"
         _wait_in_service(endpoint, wait)
     except SMClientError as exc:
-        removed, left = _rollback(endpoint, created)
+        removed, left = _rollback(endpoint, attempted)
         reason = getattr(exc, "failure_reason", None) or exc.message
         raise EndpointCreationError(
             f"creating endpoint {name!r} failed at {stage}: {reason}; "
@@ -333,13 +337,16 @@ def _call(endpoint: Endpoint, operation: str, fn: Callable[[], Any]) -> Any:
     return result
 
 
-def _rollback(endpoint: Endpoint, created: list[str]) -> tuple[list[str], list[str]]:
+def _rollback(endpoint: Endpoint, attempted: list[str]) -> tuple[list[str], list[str]]:
+    """Delete what may have been created, newest first: ``(removed, left_behind)``.
+    ``removed`` holds only real deletions (not what turned out not to exist);
+    ``left_behind`` what may still exist because its deletion failed."""
     removed, left = [], []
-    for what in reversed(created):
+    for what in reversed(attempted):
         try:
-            _delete_one(endpoint, what)
-            removed.append(what)
-        except SMClientError:
+            if _delete_one(endpoint, what):
+                removed.append(what)
+        except Exception:  # any failure: it may still exist, report it
             left.append(what)
     return removed, left
 

@@ -233,3 +233,93 @@ def test_multi_model_prefix_must_be_a_folder(sm: Any, requests: Requests) -> Non
             region="us-east-1",
         )
     assert not requests.params
+
+
+@contextlib.contextmanager
+def failing_after(operation: str, error: Exception) -> Iterator[None]:
+    """Within the block, ``operation`` reaches moto (which does it) and then fails with
+    ``error``: the answer was lost, the resource exists."""
+
+    def fail(**_: Any) -> None:
+        raise error
+
+    event = f"after-call.sagemaker.{operation}"
+    SESSION[0].events.register(event, fail)
+    try:
+        yield
+    finally:
+        SESSION[0].events.unregister(event, fail)
+
+
+def _server_error(operation: str) -> Exception:
+    import botocore.exceptions
+
+    body = {"Error": {"Code": "InternalFailure", "Message": "oops"},
+            "ResponseMetadata": {"HTTPStatusCode": 500}}  # fmt: skip
+    return botocore.exceptions.ClientError(body, operation)  # type: ignore[arg-type]
+
+
+def _read_timeout() -> Exception:
+    import botocore.exceptions
+
+    return botocore.exceptions.ReadTimeoutError(endpoint_url="https://api.sagemaker")
+
+
+@pytest.mark.parametrize(
+    ("operation", "error", "created"),
+    [
+        ("CreateModel", _server_error("CreateModel"), ["model:async-six-model"]),
+        (
+            "CreateEndpointConfig",
+            _read_timeout(),
+            ["endpoint-config:async-six-config", "model:async-six-model"],
+        ),
+        (
+            "CreateEndpoint",
+            _read_timeout(),
+            ["endpoint:async-six", "endpoint-config:async-six-config", "model:async-six-model"],
+        ),
+    ],
+)
+def test_a_step_whose_answer_was_lost_is_rolled_back_too(
+    sm: Any, clock: Any, operation: str, error: Exception, created: list[str]
+) -> None:
+    with failing_after(operation, error), pytest.raises(EndpointCreationError) as info:
+        create_async_endpoint("async-six", **async_kwargs(clock=clock, sleep=clock.sleep))
+    assert info.value.stage == operation
+    assert info.value.removed == tuple(created)
+    assert info.value.left_behind == ()
+    assert names(sm) == ([], [], [])
+
+
+def test_removed_lists_only_what_was_really_deleted(sm: Any, clock: Any) -> None:
+    failed = {"EndpointStatus": "Failed", "FailureReason": "image not found"}
+
+    def someone_else_deletes_the_model(status: str) -> None:
+        sm.delete_model(ModelName="async-seven-model")
+
+    with answering("DescribeEndpoint", 200, failed), pytest.raises(EndpointCreationError) as info:
+        create_async_endpoint(
+            "async-seven",
+            **async_kwargs(
+                on_status=someone_else_deletes_the_model, clock=clock, sleep=clock.sleep
+            ),
+        )
+    assert info.value.removed == ("endpoint:async-seven", "endpoint-config:async-seven-config")
+    assert "model:" not in str(info.value)
+    assert names(sm) == ([], [], [])
+
+
+def test_what_could_not_be_deleted_is_left_behind(sm: Any, clock: Any) -> None:
+    failed = {"EndpointStatus": "Failed", "FailureReason": "image not found"}
+    denied = {"Error": {"Code": "AccessDeniedException", "Message": "no"}}
+    with (
+        answering("DescribeEndpoint", 200, failed),
+        answering("DeleteEndpointConfig", 400, denied),
+        pytest.raises(EndpointCreationError, match="could not remove") as info,
+    ):
+        create_async_endpoint("async-eight", **async_kwargs(clock=clock, sleep=clock.sleep))
+    assert info.value.removed == ("endpoint:async-eight", "model:async-eight-model")
+    assert info.value.left_behind == ("endpoint-config:async-eight-config",)
+    assert names(sm) == ([], ["async-eight-config"], [])
+    sm.delete_endpoint_config(EndpointConfigName="async-eight-config")
