@@ -10,39 +10,39 @@ stateful session, and asynchronous inference on an embedded moto server.
 from __future__ import annotations
 
 import json
-import tempfile
-import textwrap
+import time
+from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
 from ._errors import InvalidInputError, ModelError
 from ._retry import RetryEvent, RetryPolicy
 
-# A model directory of the multi-model endpoint: handler.py's load() is called on the first
-# call for the model (the cold start), like a container loading weights from S3.
-_HANDLER_PY = """
-import json
-import time
 
-LOAD_SECONDS = {load_seconds}
-WORDS = {{"good": 1, "great": 2, "love": 2, "bad": -1, "awful": -2, "hate": -2}}
+class _Sentiment:
+    """A tiny lexicon model: the weights come from the model directory's ``model.json``."""
 
+    def __init__(self, model_dir: Path) -> None:
+        spec = json.loads((model_dir / "model.json").read_text())
+        self.name: str = spec["name"]
+        self.weights: dict[str, int] = spec["weights"]
 
-class Sentiment:
-    def __init__(self, name):
-        self.name = name
-
-    def predict(self, body, content_type, accept):
+    def predict(self, body: bytes, content_type: str | None, accept: str | None) -> bytes:
         text = json.loads(body)["text"].lower()
-        score = sum(WORDS.get(word.strip(".,!?"), 0) for word in text.split())
+        score = sum(self.weights.get(word.strip(".,!?"), 0) for word in text.split())
         label = "positive" if score > 0 else "negative" if score < 0 else "neutral"
-        return json.dumps({{"model": self.name, "label": label, "score": score}})
+        return json.dumps({"model": self.name, "label": label, "score": score}).encode()
 
 
-def load(model_dir):
-    time.sleep(LOAD_SECONDS)  # stands in for downloading and loading weights
-    return Sentiment(model_dir.name)
-"""
+def _loader(load_seconds: float) -> Any:
+    """Loads a model directory as SageMaker does on the first call for it (the cold start):
+    the sleep stands in for downloading and loading weights from S3."""
+
+    def load(model_dir: Path) -> _Sentiment:
+        time.sleep(load_seconds)
+        return _Sentiment(model_dir)
+
+    return load
 
 
 class _Echo:
@@ -131,17 +131,14 @@ def run(
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="smclient-demo-") as tmp:
-        root = Path(tmp)
-        for name in ("sentiment-v1", "sentiment-v2"):
-            (root / name).mkdir()
-            code = _HANDLER_PY.format(load_seconds=load_seconds)
-            (root / name / "handler.py").write_text(textwrap.dedent(code))
+    # The two sample models ship with smclient as small files: no downloads.
+    with resources.as_file(resources.files("smclient") / "_demo_models") as root:
         specs = [
             EndpointSpec("echo", handler=_Echo()),
             EndpointSpec(
                 "sentiment-models",
                 model_root=root,
+                loader=_loader(load_seconds),
                 multi_model=MultiModelSettings(invocation_window=window),
             ),
         ]
@@ -172,6 +169,8 @@ def run(
             say("\n3. The same model again: warm, one attempt")
             warm = v1.invoke({"text": "This is awful."})
             say(f"   {warm.json()} after {warm.attempts} attempt in {warm.elapsed * 1000:.1f} ms")
+            v2 = models.model("sentiment-v2").invoke({"text": "Fast, fine, love it."})
+            say(f"   the other model (cold too): {v2.json()} after {v2.attempts} attempts")
 
             say("\n4. A model error keeps the container's answer")
             try:

@@ -16,6 +16,7 @@ def test_the_demo_shows_every_section() -> None:
     text = out.getvalue()
     assert "got ModelNotReadyException" in text  # the cold start was ridden out
     assert "after 1 attempt" in text  # then warm
+    assert "'model': 'sentiment-v2'" in text  # the second shipped model answers too
     assert "ModelError: original status 422" in text
     assert "InvalidInputError: target_model" in text
     assert "['streams', 'never', 'hang', 'on', 'a', 'partial', 'line']" in text
