@@ -7,6 +7,7 @@ fails (or the endpoint fails, or is not up in time), what was created is removed
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ __all__ = [
     "delete_endpoint",
 ]
 
+_log = logging.getLogger("smclient")
 _POLICY = RetryPolicy(timeout=120.0)
 _ROLE = re.compile(r"arn:aws[a-z\-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
 _TOPIC = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}")
@@ -301,6 +303,19 @@ def _create(
             removed=removed,
             left_behind=left,
         ) from exc
+    except BaseException as exc:
+        # KeyboardInterrupt, SystemExit or a bug: still remove what was created (best
+        # effort; a second interrupt stops it), then let the original propagate as it is.
+        removed, left = _rollback(endpoint, attempted)
+        _log.warning(
+            "creating endpoint %r interrupted at %s by %s: removed %s%s",
+            name,
+            stage,
+            type(exc).__name__,
+            removed or "nothing",
+            f"; could not remove {left}" if left else "",
+        )
+        raise
     return endpoint
 
 

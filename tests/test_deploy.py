@@ -323,3 +323,24 @@ def test_what_could_not_be_deleted_is_left_behind(sm: Any, clock: Any) -> None:
     assert info.value.left_behind == ("endpoint-config:async-eight-config",)
     assert names(sm) == ([], ["async-eight-config"], [])
     sm.delete_endpoint_config(EndpointConfigName="async-eight-config")
+
+
+def test_an_interrupt_while_waiting_rolls_back_and_propagates(
+    sm: Any, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    creating = {"EndpointStatus": "Creating"}
+    with answering("DescribeEndpoint", 200, creating), pytest.raises(KeyboardInterrupt):
+        create_async_endpoint("async-nine", **async_kwargs(clock=clock, sleep=interrupted))
+    assert names(sm) == ([], [], [])
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "KeyboardInterrupt" in logged
+    assert "removed ['endpoint:async-nine'" in logged
+
+
+def test_an_interrupt_during_a_create_call_rolls_back(sm: Any, clock: Any) -> None:
+    with failing_after("CreateEndpoint", KeyboardInterrupt()), pytest.raises(KeyboardInterrupt):
+        create_async_endpoint("async-ten", **async_kwargs(clock=clock, sleep=clock.sleep))
+    assert names(sm) == ([], [], [])
