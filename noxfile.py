@@ -47,6 +47,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "tests/benchmarks/bench_import.py")
     session.run("python", "tests/benchmarks/bench_stream.py")
     session.run("python", "tests/benchmarks/bench_poller.py")
+    session.run("python", "tests/benchmarks/bench_local.py")
 
 
 @nox.session
