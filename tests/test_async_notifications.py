@@ -268,3 +268,47 @@ def test_a_short_remaining_time_does_not_spin_on_the_queue(
         p.wait([handle(ep, 11)], timeout=0.5)
     assert requests.counts["ReceiveMessage"] <= 2
     assert clock.sleeps == [0.5]
+
+
+@pytest.fixture
+def receives(ep: Any) -> Iterator[list[int]]:
+    """The ``WaitTimeSeconds`` of each ReceiveMessage; answered empty at once (moto would
+    really wait for the long poll)."""
+    import types
+
+    seen: list[int] = []
+
+    def answer(params: dict[str, Any], **_: Any) -> Any:
+        seen.append(json.loads(params["body"])["WaitTimeSeconds"])
+        http = types.SimpleNamespace(status_code=200, headers={}, raw=None, content=b"")
+        return http, {"Messages": [], "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    sqs = ep.client("sqs")
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage", answer)
+    yield seen
+    sqs.meta.events.unregister("before-call.sqs.ReceiveMessage", answer)
+
+
+def test_a_result_already_in_s3_is_found_without_long_polling(
+    ep: Any, sub: Subscription, clock: Any, receives: list[int]
+) -> None:
+    # A handle resumed from JSON whose result is already there: found by the first S3
+    # round, no 20 s long poll first.
+    done, running = handle(ep, 12), handle(ep, 13)
+    put(ep, done.output_location)
+    p = sub.poller(clock=clock, sleep=clock.sleep, wait_time_seconds=20)
+    p.track([done, running])
+    [found] = p.poll(s3_now=True, wait=20)
+    assert found.invocation == done
+    assert receives == [0]  # a quick look at the queue only
+    assert p.wait_one(done, timeout=100).source == "s3"
+    assert receives == [0]
+
+
+def test_the_first_round_long_polls_when_s3_has_nothing(
+    ep: Any, sub: Subscription, clock: Any, receives: list[int]
+) -> None:
+    p = sub.poller(clock=clock, sleep=clock.sleep, wait_time_seconds=20)
+    p.track([handle(ep, 14)])
+    assert p.poll(s3_now=True, wait=20) == []
+    assert receives == [20]

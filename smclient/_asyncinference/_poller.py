@@ -142,17 +142,20 @@ class Poller:
     def poll(self, *, s3_now: bool = False, wait: float = 0.0) -> list[Completion]:
         """One round: receive from the queue (long-polling up to ``wait`` seconds), confirm
         notified outputs, and run an S3 round when one is due (or ``s3_now``).
-        Returns what finished in this round."""
+        Returns what finished in this round.
+
+        With ``s3_now`` the S3 round comes first, and when it finds anything the queue is
+        only looked at (no long poll): results already in S3 (a resumed handle) are
+        returned at once instead of after ``wait_time_seconds``."""
         found: list[Completion] = []
+        if s3_now:
+            found += self._s3_round_if(due=True)
         if self.queue_url is not None and self._pending:
-            found += self._receive(int(max(0, min(wait, self.wait_time_seconds))))
+            found += self._receive(0 if found else int(max(0, min(wait, self.wait_time_seconds))))
         if self._notified:
             found += self._confirm_notified()
-        now = self.clock()
-        if self.s3 and self._pending and (s3_now or now >= self._next_s3):
-            found += self._s3_round()
-            pause = self.reconcile_interval if self.queue_url else self.interval
-            self._next_s3 = now + pause
+        if not s3_now:
+            found += self._s3_round_if(due=self.clock() >= self._next_s3)
         return found
 
     def as_completed(
@@ -234,6 +237,14 @@ class Poller:
                 self._done_ids.discard(inv.inference_id)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _s3_round_if(self, *, due: bool) -> list[Completion]:
+        if not (self.s3 and self._pending and due):
+            return []
+        now = self.clock()
+        found = self._s3_round()
+        self._next_s3 = now + (self.reconcile_interval if self.queue_url else self.interval)
+        return found
 
     def _pause(self) -> float:
         if self.queue_url is not None:
