@@ -241,3 +241,27 @@ def test_an_unseekable_stream_within_the_limit_is_uploaded(ep: Any) -> None:
     inv = submit(ep, Recording(b"streamed" * 1000, seekable=False), input_prefix=PREFIX)
     bucket, key = _checks.split_s3_url(inv.input_location)
     assert ep.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read() == b"streamed" * 1000
+
+
+def test_an_answer_without_output_location_is_a_typed_error_and_cleans_up(ep: Any) -> None:
+    import types
+
+    from smclient import ServiceError
+
+    def answer(**_: Any) -> Any:
+        http = types.SimpleNamespace(status_code=202, headers={}, raw=None, content=b"")
+        metadata = {"HTTPStatusCode": 202, "RequestId": "req-1"}
+        return http, {"InferenceId": "abc", "ResponseMetadata": metadata}
+
+    runtime = ep.client("sagemaker-runtime")
+    event = "before-call.sagemaker-runtime.InvokeEndpointAsync"
+    runtime.meta.events.register(event, answer)
+    try:
+        with pytest.raises(ServiceError, match="OutputLocation") as info:
+            submit(ep, b"body", input_prefix=PREFIX)
+    finally:
+        runtime.meta.events.unregister(event, answer)
+    assert info.value.operation == "InvokeEndpointAsync"
+    assert info.value.http_status == 202
+    assert info.value.request_id == "req-1"
+    assert keys(ep) == []

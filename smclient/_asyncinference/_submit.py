@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import _validation as check
 from .._codecs import JSON, Codec
-from .._errors import InvalidInputError, SMClientError
+from .._errors import InvalidInputError, ServiceError, SMClientError
 from .._retry import RetryPolicy, run
 from . import _checks as limits
 from ._handle import AsyncInvocation, codec_name
@@ -123,12 +123,25 @@ def submit(
     runtime = endpoint.client("sagemaker-runtime")
     submitted = time.time()
     try:
-        response, _ = run(
+        response, outcome = run(
             policy,
             lambda: runtime.invoke_endpoint_async(**params),
             endpoint=endpoint.name,
             operation="InvokeEndpointAsync",
         )
+        output_location = response.get("OutputLocation")
+        if not output_location:
+            # Without it the result cannot be found. The uploaded input is deleted like on
+            # any failed call: the queued request then fails instead of running for nothing.
+            metadata = response.get("ResponseMetadata") or {}
+            raise ServiceError(
+                "the answer has no OutputLocation: the result cannot be found",
+                http_status=metadata.get("HTTPStatusCode"),
+                request_id=metadata.get("RequestId"),
+                endpoint=endpoint.name,
+                operation="InvokeEndpointAsync",
+                attempts=outcome.attempts,
+            )
     except SMClientError:
         if uploaded is not None:
             _delete_quietly(endpoint, *uploaded)
@@ -139,7 +152,7 @@ def submit(
     return AsyncInvocation(
         endpoint_name=endpoint.name,
         inference_id=response.get("InferenceId") or headers["InferenceId"],
-        output_location=response["OutputLocation"],
+        output_location=output_location,
         failure_location=response.get("FailureLocation"),
         input_location=location,
         submitted_at=submitted,
