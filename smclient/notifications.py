@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from typing_extensions import Self
 
-from ._errors import InvalidInputError, SMClientError
+from ._errors import InvalidInputError, ServiceError, SMClientError
 from ._retry import RetryPolicy, run
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ __all__ = ["Subscription", "subscribe"]
 _TOPIC = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}")
 _QUEUE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,80}")
 _POLICY = RetryPolicy(timeout=60.0)
+# What SNS / SQS answer for a subscription or queue that no longer exists (a step of an
+# earlier close() that worked although its answer was lost).
+_GONE = frozenset({"NotFound", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 
 @attrs.define
@@ -61,6 +64,9 @@ class Subscription:
     raw_delivery: bool = False
     subscription_arns: list[str] = attrs.field(factory=list)
     _closed: bool = attrs.field(default=False, init=False)
+    # Steps of close() that succeeded ("Unsubscribe ARN", "DeleteQueue"): a retried close
+    # does only the rest.
+    _removed: set[str] = attrs.field(factory=set, init=False, repr=False)
 
     @property
     def closed(self) -> bool:
@@ -74,25 +80,37 @@ class Subscription:
 
     def close(self) -> None:
         """Unsubscribe and delete the queue (idempotent). Every step is tried; the first
-        error is raised after the others ran."""
+        error is raised after the others ran. The subscription is closed only when every
+        step succeeded: calling ``close`` again retries the steps that failed (a
+        subscription or queue already gone counts as removed)."""
         if self._closed:
             return
-        self._closed = True
         first: SMClientError | None = None
         sns = self.endpoint.client("sns")
         sqs = self.endpoint.client("sqs")
-        steps: list[tuple[str, Callable[[], Any]]] = [
-            ("Unsubscribe", functools.partial(sns.unsubscribe, SubscriptionArn=arn))
+        steps: list[tuple[str, str, Callable[[], Any]]] = [
+            (f"Unsubscribe {arn}", "Unsubscribe",
+             functools.partial(sns.unsubscribe, SubscriptionArn=arn))
             for arn in self.subscription_arns
-        ]
-        steps.append(("DeleteQueue", functools.partial(sqs.delete_queue, QueueUrl=self.queue_url)))
-        for operation, step in steps:
+        ]  # fmt: skip
+        delete = functools.partial(sqs.delete_queue, QueueUrl=self.queue_url)
+        steps.append(("DeleteQueue", "DeleteQueue", delete))
+        for step, operation, fn in steps:
+            if step in self._removed:
+                continue
             try:
-                _call(self.endpoint, operation, step)
+                _call(self.endpoint, operation, fn)
+            except ServiceError as exc:
+                if exc.error_code not in _GONE:
+                    first = first or exc
+                    continue
             except SMClientError as exc:
                 first = first or exc
+                continue
+            self._removed.add(step)
         if first is not None:
             raise first
+        self._closed = True
 
     def __enter__(self) -> Self:
         return self

@@ -17,6 +17,7 @@ from smclient.notifications import Subscription, subscribe
 from ._async_helpers import (  # noqa: F401
     Requests,
     empty_bucket,
+    fail_with,
     handle,
     moto,
     requests,
@@ -312,3 +313,38 @@ def test_the_first_round_long_polls_when_s3_has_nothing(
     p.track([handle(ep, 14)])
     assert p.poll(s3_now=True, wait=20) == []
     assert receives == [20]
+
+
+def test_a_failed_close_can_be_retried(
+    ep: Any, topics: tuple[str, str, str], requests: Requests
+) -> None:
+    sqs, sns = ep.client("sqs"), ep.client("sns")
+    sub = subscribe(topics[0], topics[1], endpoint=ep)
+    undo = fail_with(sqs, "DeleteQueue", 403, "AccessDenied")
+    try:
+        with pytest.raises(ServiceError):
+            sub.close()
+        assert not sub.closed
+        assert sub.queue_url in sqs.list_queues().get("QueueUrls", [])
+        requests.watch(sqs)
+        requests.watch(sns)
+        with pytest.raises(ServiceError):
+            sub.close()  # blocked again: the unsubscribes that worked are not repeated
+        assert not sub.closed
+        assert requests.counts == {"DeleteQueue": 1}
+    finally:
+        undo()
+    sub.close()
+    assert sub.closed
+    assert requests.counts == {"DeleteQueue": 2}
+    sub.close()  # idempotent once closed
+    assert requests.counts == {"DeleteQueue": 2}
+    assert sub.queue_url not in sqs.list_queues().get("QueueUrls", [])
+
+
+def test_a_queue_already_gone_counts_as_deleted(ep: Any, topics: tuple[str, str, str]) -> None:
+    # A DeleteQueue whose answer was lost is retried by close(): the queue is gone by then.
+    sub = subscribe(topics[0], endpoint=ep)
+    ep.client("sqs").delete_queue(QueueUrl=sub.queue_url)
+    sub.close()
+    assert sub.closed
