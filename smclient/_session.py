@@ -61,7 +61,7 @@ class Session:
     retry policy and the endpoint's timeouts), then raises :class:`SessionError`.
     :meth:`close` waits for a call in flight, then closes.
 
-    A session garbage-collected while open (never closed, never detached) emits a
+    A session garbage-collected while open or rejected (never closed, never detached) emits a
     ``ResourceWarning`` naming its id: the container keeps its context until it expires.
 
     .. versionadded:: 0.1.0
@@ -265,8 +265,9 @@ class Session:
             self._lock.release()
 
     def _in_session(self, call: Callable[[str], T]) -> T:
-        """Run ``call(session_id)`` holding the lock, if the session is usable; map a
-        rejection of the id to the session errors."""
+        """Run ``call(session_id)`` holding the lock, if the session is usable; map a 400
+        ``ValidationError`` to the session errors (the session becomes ``REJECTED``: no
+        more calls, but the close body is still sent - see ``SessionCore.rejected``)."""
         with self._locked():
             self._core.check_usable()
             try:
@@ -297,7 +298,9 @@ class Session:
 
         Raises :class:`SessionClosedError` / :class:`SessionExpiredError` before sending
         when the session is not open or past its expiry, and the same errors (with
-        ``server_error``) when the endpoint rejects the id.
+        ``server_error``) when the endpoint answers HTTP 400 ``ValidationError``: the
+        session is then ``REJECTED`` (or ``EXPIRED``) and sends no more calls, but
+        :meth:`close` (and leaving the ``with`` block) still sends the close body.
         """
         return self._in_session(
             lambda session_id: self._endpoint._invoke(
@@ -357,14 +360,16 @@ class Session:
 
     def close(self) -> InvocationResult | None:
         """Close the session: send the protocol's close body with ``SessionId=<id>`` and
-        check that ``ClosedSessionId`` names this session. Idempotent.
+        check that ``ClosedSessionId`` names this session. Idempotent. A ``REJECTED``
+        session is closed too: the 400 that rejected a call may have been about the
+        request, not the session.
 
         Returns the close call's answer, or ``None`` when nothing was sent (already
         closed, detached or expired - the container drops an expired session itself).
         A ``ValidationError`` (the endpoint no longer knows the id) counts as closed and
-        is logged. Other failures are raised and leave the session ``OPEN`` so that
-        ``close()`` can be called again; a missing or different ``ClosedSessionId``
-        raises :class:`SessionHeaderError`.
+        is logged. Other failures are raised and leave the session as it was (``OPEN``
+        or ``REJECTED``) so that ``close()`` can be called again; a missing or different
+        ``ClosedSessionId`` raises :class:`SessionHeaderError`.
         """
         core = self._core
         with self._locked():
@@ -423,7 +428,7 @@ class Session:
         if core is not None and core.leaked():
             warnings.warn(
                 f"session {core.id} on endpoint {core.endpoint} was garbage-collected while "
-                "open: close it ('with', or .close()) or .detach() it",
+                f"{core.state.value}: close it ('with', or .close()) or .detach() it",
                 ResourceWarning,
                 stacklevel=2,
                 source=self,

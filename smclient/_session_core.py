@@ -37,7 +37,8 @@ logger = logging.getLogger("smclient")
 
 DEFAULT_EXPIRY_MARGIN = 5.0  # seconds: client/container clock skew and the call's own time
 _BEFORE_MODEL = frozenset({RetryReason.MODEL_NOT_READY, RetryReason.TRANSIENT})
-_GONE = (SessionState.CLOSED, SessionState.EXPIRED, SessionState.DETACHED)
+# States in which the container may hold the session's context: a close is owed.
+_LIVE = (SessionState.OPEN, SessionState.REJECTED)
 
 
 def session_policy(policy: RetryPolicy) -> RetryPolicy:
@@ -73,6 +74,7 @@ class SessionCore:
     info: SessionInfo | None = None
     state: SessionState = SessionState.CLOSED  # until an open succeeds or an attach
     close_attempted: bool = False
+    before_close: SessionState = SessionState.OPEN  # restored when a close call fails
 
     @property
     def id(self) -> str:
@@ -85,7 +87,7 @@ class SessionCore:
         return expires is not None and self.clock() >= expires.timestamp() - self.expiry_margin
 
     def visible_state(self) -> SessionState:
-        if self.state is SessionState.OPEN and self.expired():
+        if self.state in _LIVE and self.expired():
             return SessionState.EXPIRED
         return self.state
 
@@ -126,7 +128,7 @@ class SessionCore:
     def check_usable(self) -> None:
         """Raise :class:`SessionClosedError` / :class:`SessionExpiredError` unless a call
         may be sent now."""
-        if self.state is SessionState.OPEN and self.expired():
+        if self.state in _LIVE and self.expired():
             self.state = SessionState.EXPIRED
         if self.state is SessionState.EXPIRED:
             assert self.info is not None
@@ -138,9 +140,13 @@ class SessionCore:
                 expires_at=self.info.expires_at,
             )
         if self.state is not SessionState.OPEN:
+            why = (
+                "was rejected by the endpoint (close it: the close body is still sent)"
+                if self.state is SessionState.REJECTED
+                else f"is {self.state.value}"
+            )
             raise SessionClosedError(
-                f"session {self.id} on endpoint {self.endpoint} is {self.state.value}; "
-                "nothing was sent",
+                f"session {self.id} on endpoint {self.endpoint} {why}; nothing was sent",
                 session_id=self.id,
                 endpoint=self.endpoint,
                 state=self.state,
@@ -148,8 +154,11 @@ class SessionCore:
 
     def rejected(self, error: ValidationError) -> SessionClosedError:
         """The endpoint refused a call carrying the id (HTTP 400 ``ValidationError``, known
-        by its code): the session is gone there - expired if the clock is now past the
-        expiry (the call itself may have outlasted it), else closed."""
+        by its code). The code does not say whether the session is gone there (closed
+        elsewhere, expired, unknown) or the request was invalid (a bad body, a wrong
+        ``TargetModel``), and the message text is not read. So: ``EXPIRED`` if the clock is
+        now past the expiry (the call may have outlasted it; the container drops it
+        itself), else ``REJECTED`` - no more calls, but a close is still owed."""
         assert self.info is not None
         where = f"session {self.id} of endpoint {self.endpoint}"
         why = f"{error.error_code}, request id {error.request_id}"
@@ -162,34 +171,39 @@ class SessionCore:
                 expires_at=self.info.expires_at,
                 server_error=error,
             )
-        self.state = SessionState.CLOSED
+        self.state = SessionState.REJECTED
         return SessionClosedError(
-            f"the endpoint rejected {where} ({why}): it was closed elsewhere, expired by the "
-            "container's clock, or is unknown there",
+            f"the endpoint rejected a call of {where} ({why}): the session was closed "
+            "elsewhere, expired by the container's clock or is unknown there, or the request "
+            "was invalid; no more calls are sent, closing it still sends the close body",
             session_id=self.id,
             endpoint=self.endpoint,
+            state=SessionState.REJECTED,
             server_error=error,
         )
 
     # -- close ---------------------------------------------------------------------------
 
     def begin_close(self) -> bool:
-        """Whether a close call must be sent (``False``: already closed, detached or
-        expired - the container drops an expired session itself)."""
-        if self.state is SessionState.OPEN and self.expired():
+        """Whether a close call must be sent: for an ``OPEN`` or ``REJECTED`` session not
+        past its expiry (``False``: already closed, detached or expired - the container
+        drops an expired session itself)."""
+        if self.state in _LIVE and self.expired():
             self.state = SessionState.EXPIRED
-        if self.state in _GONE:
+        if self.state not in _LIVE:
             return False
+        self.before_close = self.state
         self.state, self.close_attempted = SessionState.CLOSING, True
         return True
 
     def close_failed(self) -> None:
         """The close call failed: the session may still be open, ``close()`` may retry."""
-        self.state = SessionState.OPEN
+        self.state = self.before_close
 
     def close_rejected(self, error: ValidationError) -> None:
-        """The endpoint no longer knows the id: as good as closed."""
-        self.rejected(error)
+        """The endpoint no longer knows the id: as good as closed (``EXPIRED`` if the clock
+        is past the expiry)."""
+        self.state = SessionState.EXPIRED if self.expired() else SessionState.CLOSED
         logger.warning(
             "closing session %s on endpoint %s: the endpoint no longer knows it "
             "(%s, request id %s); counted as closed",
@@ -202,7 +216,7 @@ class SessionCore:
     def closed(self, closed_session_id: str | None) -> None:
         """The close call answered with ``closed_session_id`` (its ``ClosedSessionId``)."""
         if closed_session_id != self.id:
-            self.state = SessionState.OPEN
+            self.state = self.before_close
             raise SessionHeaderError(
                 f"the close call of session {self.id} was answered with another or no "
                 "ClosedSessionId (is the protocol's close body the container's?)",
@@ -213,12 +227,13 @@ class SessionCore:
         self.state = SessionState.CLOSED
 
     def detach(self) -> SessionInfo:
-        if self.state is SessionState.OPEN:
+        if self.state in _LIVE:
             self.state = SessionState.DETACHED
         assert self.info is not None
         return self.info
 
     def leaked(self) -> bool:
         """Whether dropping the session now leaves a context open on the container that
-        nobody was told about (never closed, never detached, not expired)."""
-        return self.state is SessionState.OPEN and not self.close_attempted and not self.expired()
+        nobody was told about (open or rejected, never closed, never detached, not
+        expired)."""
+        return self.state in _LIVE and not self.close_attempted and not self.expired()

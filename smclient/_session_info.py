@@ -53,17 +53,21 @@ _HEADER_TIME = "%Y-%m-%dT%H:%M:%SZ"
 class SessionState(enum.Enum):
     """Where a :class:`smclient.Session` is in its life.
 
-    ``OPENING`` (the ``NEW_SESSION`` call is in flight), ``OPEN``, ``CLOSING`` (the close
-    call is in flight), ``CLOSED`` (closed by :meth:`~smclient.Session.close`, found gone
-    on the server, or the open failed), ``EXPIRED`` (past ``expires_at`` minus the skew
-    margin) and ``DETACHED`` (handed over with :meth:`~smclient.Session.detach`; another
-    process or object owns it now). Only ``OPEN`` sessions send requests.
+    ``OPENING`` (the ``NEW_SESSION`` call is in flight), ``OPEN``, ``REJECTED`` (the
+    endpoint answered a call with HTTP 400 ``ValidationError``: the session may be gone
+    there or the request was invalid - no more calls are sent, but closing still sends the
+    close body), ``CLOSING`` (the close call is in flight), ``CLOSED`` (closed by
+    :meth:`~smclient.Session.close`, found gone on the server when closing, or the open
+    failed), ``EXPIRED`` (past ``expires_at`` minus the skew margin) and ``DETACHED``
+    (handed over with :meth:`~smclient.Session.detach`; another process or object owns it
+    now). Only ``OPEN`` sessions send calls; ``OPEN`` and ``REJECTED`` ones send a close.
 
     .. versionadded:: 0.1.0
     """
 
     OPENING = "opening"
     OPEN = "open"
+    REJECTED = "rejected"
     CLOSING = "closing"
     CLOSED = "closed"
     EXPIRED = "expired"
@@ -85,10 +89,11 @@ class SessionError(SMClientError):
 
 
 class SessionClosedError(SessionError):
-    """The session is not open: it was closed or detached (nothing was sent), or the
-    endpoint rejected its id (``server_error`` is the endpoint's
-    :class:`smclient.ValidationError`, also ``__cause__``). ``state`` is the session's
-    :class:`SessionState` after the error.
+    """The session is not open: it was closed, detached or rejected earlier (nothing was
+    sent), or the endpoint refused this call with HTTP 400 ``ValidationError``
+    (``server_error`` is that :class:`smclient.ValidationError`, also ``__cause__``; the
+    session is then ``REJECTED`` and closing it still sends the close body). ``state`` is
+    the session's :class:`SessionState` after the error.
 
     .. versionadded:: 0.1.0
     """

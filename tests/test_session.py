@@ -228,7 +228,7 @@ def test_a_failing_close_after_a_clean_block_is_raised(runtime: ScriptedRuntime)
 
 
 def test_a_rejected_id_becomes_session_closed(runtime: ScriptedRuntime) -> None:
-    runtime.queue(opened(), rejected())
+    runtime.queue(opened(), rejected(), closed())
     s = Session.open(runtime.endpoint())
     with pytest.raises(SessionClosedError) as info:
         s.invoke(b"q")
@@ -239,11 +239,14 @@ def test_a_rejected_id_becomes_session_closed(runtime: ScriptedRuntime) -> None:
     assert error.server_error.http_status == 400
     assert error.server_error.request_id is not None
     assert error.server_error.request_id in str(error)
-    assert s.state is SessionState.CLOSED
+    assert s.state is SessionState.REJECTED  # the 400 may not be about the session
     with pytest.raises(SessionClosedError):
         s.invoke(b"again")
     assert len(runtime.requests) == 2
+    assert s.close() is not None  # the close body is still sent
+    assert s.state is SessionState.CLOSED
     assert s.close() is None
+    assert session_ids(runtime) == ["NEW_SESSION", SID, SID]
 
 
 def test_a_rejection_after_the_expiry_passed_during_the_call_is_expired(
@@ -363,7 +366,7 @@ def test_detach_hands_over_without_closing(runtime: ScriptedRuntime) -> None:
 
 
 def test_stream_in_a_session_passes_the_id(runtime: ScriptedRuntime) -> None:
-    runtime.queue(opened(), rejected())
+    runtime.queue(opened(), rejected(), closed())
     s = Session.open(runtime.endpoint())
     with pytest.raises(SessionClosedError) as info:
         s.stream(b"q")
@@ -373,6 +376,7 @@ def test_stream_in_a_session_passes_the_id(runtime: ScriptedRuntime) -> None:
     with pytest.raises(SessionClosedError):
         s.stream(b"q")  # nothing sent
     assert len(runtime.requests) == 2
+    assert s.close() is not None
 
 
 def test_a_session_does_not_pickle_but_its_info_does(runtime: ScriptedRuntime) -> None:

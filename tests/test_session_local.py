@@ -200,7 +200,8 @@ def test_a_session_closed_elsewhere_is_rejected_by_the_server(
         assert not isinstance(info.value, SessionExpiredError)
         assert info.value.server_error is not None
         assert info.value.server_error.http_status == 400
-        assert s.state is SessionState.CLOSED
+        assert s.state is SessionState.REJECTED
+    assert s.state is SessionState.CLOSED  # the close was sent; the server no longer knew it
 
 
 def test_a_server_clock_ahead_of_ours_rejects_early(
