@@ -95,6 +95,21 @@ class DocQA:
             yield f"{word}\n".encode()
 
 
+class WatchedLock:
+    """A session's lock that sets ``waiting`` when a thread asks for it."""
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.waiting = threading.Event()
+
+    def acquire(self, timeout: float = -1) -> bool:
+        self.waiting.set()
+        return bool(self.lock.acquire(timeout=timeout))
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
@@ -258,10 +273,12 @@ def test_close_waits_for_a_call_in_flight_and_busy_calls_fail_clearly(
     with pytest.raises(SessionError, match="busy"):
         s.invoke(b"q")
     s.lock_timeout = 5.0
+    s._lock = WatchedLock(s._lock)  # same lock, still held by the slow call
     closer = threading.Thread(target=s.close)
     closer.start()
-    closer.join(0.1)
-    assert closer.is_alive()  # waiting for the slow call
+    assert s._lock.waiting.wait(5.0)  # the closer asked for the lock...
+    assert closer.is_alive()  # ...and waits: the slow call holds it until released
+    assert "closed" not in model.events
     model.release.set()
     slow.join(5.0)
     closer.join(5.0)
