@@ -18,6 +18,7 @@ import attrs
 from . import _validation as check
 from ._errors import InvalidInputError, ServiceError, SMClientError
 from ._retry import RetryPolicy, run
+from .notifications import check_topic
 
 if TYPE_CHECKING:
     from ._endpoint import Endpoint
@@ -33,7 +34,6 @@ __all__ = [
 _log = logging.getLogger("smclient")
 _POLICY = RetryPolicy(timeout=120.0)
 _ROLE = re.compile(r"arn:aws[a-z\-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
-_TOPIC = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}")
 _S3 = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
 _INSTANCE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _INCLUDE = ("SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC")
@@ -93,8 +93,8 @@ def _s3(field: str, value: object, *, required: bool = False) -> None:
 
 
 def _topic(field: str, value: object) -> None:
-    ok = value is None or (isinstance(value, str) and bool(_TOPIC.fullmatch(value)))
-    _require(ok, field, f"{str(value)[:100]!r} is not an SNS topic ARN")
+    if value is not None:
+        check_topic(field, value)
 
 
 def _int_in(field: str, value: object, low: int, high: int | None = None) -> None:

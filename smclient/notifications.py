@@ -124,7 +124,9 @@ def _call(endpoint: Endpoint, operation: str, fn: Any) -> Any:
     return result
 
 
-def _check_topic(field: str, value: object) -> str:
+def check_topic(field: str, value: object) -> str:
+    """``value`` if it is an SNS topic ARN, else :class:`InvalidInputError` naming ``field``.
+    The one topic check (``create_async_endpoint`` uses it too)."""
     if not isinstance(value, str) or not _TOPIC.fullmatch(value):
         raise InvalidInputError(
             field,
@@ -172,9 +174,9 @@ def subscribe(
 
     .. versionadded:: 0.1.0
     """
-    topics = [_check_topic("success_topic", success_topic)]
+    topics = [check_topic("success_topic", success_topic)]
     if error_topic is not None:
-        topics.append(_check_topic("error_topic", error_topic))
+        topics.append(check_topic("error_topic", error_topic))
     distinct = tuple(dict.fromkeys(topics))
     name = queue_name or f"smclient-async-{uuid.uuid4().hex[:16]}"
     if not _QUEUE_NAME.fullmatch(name):

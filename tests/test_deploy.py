@@ -344,3 +344,38 @@ def test_an_interrupt_during_a_create_call_rolls_back(sm: Any, clock: Any) -> No
     with failing_after("CreateEndpoint", KeyboardInterrupt()), pytest.raises(KeyboardInterrupt):
         create_async_endpoint("async-ten", **async_kwargs(clock=clock, sleep=clock.sleep))
     assert names(sm) == ([], [], [])
+
+
+def rejected_field(fn: Any) -> str | None:
+    """The field an ``InvalidInputError`` of ``fn()`` names; ``None`` if it got past the checks."""
+    try:
+        fn()
+    except InvalidInputError as exc:
+        return exc.field
+    except EndpointCreationError:
+        pass
+    return None
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "arn:aws:sns:us-east-1:123456789012:done",
+        "arn:aws-cn:sns:cn-north-1:123456789012:a_b-c",
+        "arn:aws:sns:us-east-1:12345678901:short-account",
+        "arn:aws:sqs:us-east-1:123456789012:not-sns",
+        "arn:aws:sns:us-east-1:123456789012:",
+    ],
+)
+def test_topics_are_checked_like_subscribe_checks_them(sm: Any, topic: str) -> None:
+    from smclient.notifications import check_topic
+
+    by_subscribe = rejected_field(lambda: check_topic("success_topic", topic))
+    failed = {"EndpointStatus": "Failed", "FailureReason": "stop here"}
+    with answering("DescribeEndpoint", 200, failed):
+        by_deploy = rejected_field(
+            lambda: create_async_endpoint("async-eleven", **async_kwargs(success_topic=topic))
+        )
+    assert by_deploy == by_subscribe
+    assert by_deploy in (None, "success_topic")
+    assert names(sm) == ([], [], [])
