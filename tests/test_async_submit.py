@@ -265,3 +265,15 @@ def test_an_answer_without_output_location_is_a_typed_error_and_cleans_up(ep: An
     assert info.value.http_status == 202
     assert info.value.request_id == "req-1"
     assert keys(ep) == []
+
+
+@pytest.mark.parametrize("kind", ["bytes", "str", "json"])
+def test_bodies_over_the_real_time_limit_are_submitted(ep: Any, kind: str) -> None:
+    # The real-time 6 MB limit (smclient._codecs.encode_body) must not apply here.
+    size = 7 * 1024 * 1024
+    body: Any = {"bytes": b"a" * size, "str": "a" * size, "json": ["a" * size]}[kind]
+    inv = submit(ep, body, input_prefix=PREFIX)
+    [key] = keys(ep)
+    head = ep.client("s3").head_object(Bucket="in-bucket", Key=key)
+    assert head["ContentLength"] >= size
+    assert inv.content_type == ("application/json" if kind == "json" else None)
