@@ -348,3 +348,53 @@ def test_a_queue_already_gone_counts_as_deleted(ep: Any, topics: tuple[str, str,
     ep.client("sqs").delete_queue(QueueUrl=sub.queue_url)
     sub.close()
     assert sub.closed
+
+
+def visible_at_once(ep: Any, queue_url: str) -> None:
+    """Messages left in the queue come back at the next receive (not after 30 s)."""
+    ep.client("sqs").set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "0"})
+
+
+def test_messages_nobody_handles_leave_a_subscription_queue_after_a_few_receives(
+    ep: Any, sub: Subscription, clock: Any, topics: tuple[str, ...]
+) -> None:
+    visible_at_once(ep, sub.queue_url)
+    mine, theirs = handle(ep, 15), handle(ep, 16)
+    publish(ep, topics[0], success(theirs))
+    publish(ep, topics[0], "not a SageMaker notification")
+    p = sub.poller(clock=clock, sleep=clock.sleep, wait_time_seconds=0)
+    p.track([mine])
+    for _ in range(4):
+        assert p.poll() == []
+        assert in_queue(ep, sub) == 2
+    assert p.poll() == []
+    assert in_queue(ep, sub) == 0
+
+
+def test_without_s3_unknown_notices_stay_but_junk_goes(
+    ep: Any, sub: Subscription, clock: Any, topics: tuple[str, ...]
+) -> None:
+    # Without S3 rounds a dropped notice would be lost for a poller that tracks it later.
+    visible_at_once(ep, sub.queue_url)
+    publish(ep, topics[0], success(handle(ep, 17)))
+    publish(ep, topics[0], "not a SageMaker notification")
+    p = sqs_poller(sub, clock)
+    p.track([handle(ep, 18)])
+    for _ in range(6):
+        assert p.poll() == []
+    assert in_queue(ep, sub) == 1
+
+
+def test_a_queue_the_poller_does_not_own_is_never_cleaned(
+    ep: Any, topics: tuple[str, ...], clock: Any
+) -> None:
+    with subscribe(topics[0], topics[2], endpoint=ep) as wide:
+        visible_at_once(ep, wide.queue_url)
+        publish(ep, topics[2], success(handle(ep, 19)))
+        publish(ep, topics[0], success(handle(ep, 20)))
+        p = Poller(ep, queue_url=wide.queue_url, topics=[topics[0]], wait_time_seconds=0,
+                   clock=clock, sleep=clock.sleep)  # fmt: skip
+        p.track([handle(ep, 21)])
+        for _ in range(6):
+            assert p.poll() == []
+        assert in_queue(ep, wide) == 2

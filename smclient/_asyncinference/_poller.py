@@ -41,6 +41,8 @@ __all__ = ["Poller"]
 
 _log = logging.getLogger("smclient")
 _SQS_POLICY = RetryPolicy(timeout=60.0)
+# Receives after which a message in a Subscription's queue that no poller handled is deleted.
+_GIVE_UP_AFTER = 5
 _Group = tuple[str, str]  # (bucket, folder prefix)
 
 
@@ -65,7 +67,9 @@ class Poller:
     ``endpoint``: whose S3/SQS clients to use (default: each invocation's own).
     ``queue_url`` / ``topics``: an SQS queue subscribed to the success/error topics
     (see :func:`smclient.notifications.subscribe`, whose ``Subscription`` can be passed
-    as ``subscription``); enveloped messages from other topics are ignored. ``s3``
+    as ``subscription``); enveloped messages from other topics are ignored (and, in a
+    ``subscription``'s own queue, deleted once received 5 times, like notifications of
+    invocations no poller tracks when S3 is watched too). ``s3``
     (default ``True``): also watch S3. ``interval`` (seconds, default 5): pause between
     S3 rounds when there is no queue. ``reconcile_interval`` (seconds, default 30): S3
     rounds when a queue is watched. ``wait_time_seconds`` (0..20, default 20): SQS long
@@ -329,11 +333,14 @@ class Poller:
     def _receive(self, wait: int) -> list[Completion]:
         probe = next(iter(self._pending.values()))
         sqs = self._client("sqs", probe)
+        params: dict[str, Any] = {
+            "QueueUrl": self.queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait
+        }  # fmt: skip
+        if self.subscription is not None:
+            params["MessageSystemAttributeNames"] = ["ApproximateReceiveCount"]
         response, _ = run(
             _SQS_POLICY,
-            lambda: sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
-            ),
+            lambda: sqs.receive_message(**params),
             endpoint=probe.endpoint_name,
             operation="ReceiveMessage",
         )
@@ -345,9 +352,9 @@ class Poller:
                 known, completion = self._on_notice(notice)
                 if completion is not None:
                     found.append(completion)
-                if not known:
+                if not known and not self._abandoned(message, notice=True):
                     continue  # another poller's invocation: leave it for its owner
-            elif kind is not Kind.TEST:
+            elif kind is not Kind.TEST and not self._abandoned(message, notice=False):
                 continue  # foreign topic or not a SageMaker notification: not ours to delete
             handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
         if handled:
@@ -358,6 +365,25 @@ class Poller:
                 operation="DeleteMessageBatch",
             )
         return found
+
+    def _abandoned(self, message: dict[str, Any], *, notice: bool) -> bool:
+        """Whether a message no poller handled is deleted anyway, so it stops taking room in
+        every batch: only in the queue of a :class:`~smclient.notifications.Subscription`
+        (made for this program; any other queue may have other readers), once it was
+        received ``_GIVE_UP_AFTER`` times. A notification of an invocation nobody tracks
+        only when S3 is watched too: should a poller track it later, an S3 round finds it."""
+        if self.subscription is None or (notice and not self.s3):
+            return False
+        count = (message.get("Attributes") or {}).get("ApproximateReceiveCount", "0")
+        if not str(count).isdigit() or int(count) < _GIVE_UP_AFTER:
+            return False
+        _log.info(
+            "deleting SQS message %s from %s: received %s times, no poller handled it",
+            message.get("MessageId"),
+            self.queue_url,
+            count,
+        )
+        return True
 
     def _on_notice(self, notice: Notice) -> tuple[bool, Completion | None]:
         """``(known, completion)``: whether the notice is about an invocation this poller
