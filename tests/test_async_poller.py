@@ -359,3 +359,43 @@ def test_progress_uses_tqdm_when_installed(monkeypatch: pytest.MonkeyPatch) -> N
     bar(2, 5)
     bar(5, 5)
     assert (bars[0].total, bars[0].n, bars[0].closed) == (5, 5, True)
+
+
+class FlakyS3(FakeS3):
+    """``FakeS3`` whose first ``failures`` listings answer 503 (retried by default)."""
+
+    def __init__(self, keys: list[str], failures: int) -> None:
+        super().__init__(keys)
+        self.failures = failures
+
+    def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
+        if self.failures > 0:
+            self.failures -= 1
+            self.calls["ListObjectsV2"] += 1
+            import botocore.exceptions
+
+            error = {"Error": {"Code": "ServiceUnavailable", "Message": "slow down"},
+                     "ResponseMetadata": {"HTTPStatusCode": 503}}  # fmt: skip
+            raise botocore.exceptions.ClientError(error, "ListObjectsV2")  # type: ignore[arg-type]
+        return super().list_objects_v2(**kwargs)
+
+
+def test_request_retries_wait_with_the_pollers_sleep(ep: Any, clock: Any) -> None:
+    inv = handle(ep, 1)
+    fake = FlakyS3(["results/00001.out"], failures=2)
+    p = Poller(FakeEndpoint(fake), clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert p.wait_one(inv, timeout=100).succeeded
+    assert len(clock.sleeps) == 2  # the two retry delays, not real sleeping
+    assert clock.sleeps[0] <= 0.5  # backoff ceilings 0.5 s, then 1 s (full jitter)
+    assert clock.sleeps[1] <= 1.0
+
+
+def test_request_retries_stop_at_the_deadline(ep: Any, clock: Any) -> None:
+    from smclient import RetriesExhaustedError
+
+    fake = FlakyS3([], failures=100)
+    p = Poller(FakeEndpoint(fake), clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    with pytest.raises(RetriesExhaustedError):
+        p.wait_one(handle(ep, 1), timeout=0)  # only the last look: no time to retry
+    assert fake.calls["ListObjectsV2"] == 1
+    assert clock.sleeps == []

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["Poller"]
 
 _log = logging.getLogger("smclient")
-_SQS_POLICY = RetryPolicy(timeout=60.0)
+_REQUEST_BUDGET = 60.0  # seconds one S3/SQS request may take with its retries, at most
 # Receives after which a message in a Subscription's queue that no poller handled is deleted.
 _GIVE_UP_AFTER = 5
 _Group = tuple[str, str]  # (bucket, folder prefix)
@@ -73,7 +73,9 @@ class Poller:
     (default ``True``): also watch S3. ``interval`` (seconds, default 5): pause between
     S3 rounds when there is no queue. ``reconcile_interval`` (seconds, default 30): S3
     rounds when a queue is watched. ``wait_time_seconds`` (0..20, default 20): SQS long
-    polling. ``clock`` (POSIX seconds, default ``time.time``) and ``sleep`` are injectable.
+    polling. ``clock`` (POSIX seconds, default ``time.time``) and ``sleep`` are injectable;
+    the retries of each S3/SQS request use them too, take at most 60 s, and never run past
+    the deadline of the wait in progress.
 
     Not thread-safe: use one poller per thread.
 
@@ -103,6 +105,7 @@ class Poller:
     _by_id: dict[str, set[str]] = attrs.field(factory=dict, init=False, repr=False)
     _done_ids: set[str] = attrs.field(factory=set, init=False, repr=False)
     _next_s3: float = attrs.field(default=0.0, init=False, repr=False)
+    _until: float | None = attrs.field(default=None, init=False, repr=False)  # wait's deadline
 
     def __attrs_post_init__(self) -> None:
         if self.subscription is not None:
@@ -202,10 +205,10 @@ class Poller:
                     message = timeout_message(pending, now - start, done)
                     raise AsyncTimeoutError(message, pending=pending, done=done)
                 final = True  # one last look (S3 and the queue, no waiting) before giving up
-                self.poll(s3_now=True)
+                self._poll_until(deadline, s3_now=True, wait=0.0)
                 continue
             wait = deadline - now
-            found = self.poll(s3_now=first, wait=wait)
+            found = self._poll_until(deadline, s3_now=first, wait=wait)
             first = False
             long_polled = self.queue_url is not None and int(min(wait, self.wait_time_seconds)) > 0
             if not found and not long_polled:
@@ -241,6 +244,22 @@ class Poller:
                 self._done_ids.discard(inv.inference_id)
 
     # -- internals -----------------------------------------------------------------------
+
+    def _poll_until(self, deadline: float, *, s3_now: bool, wait: float) -> list[Completion]:
+        """:meth:`poll`, with the retries of its requests ending by ``deadline``."""
+        self._until = deadline
+        try:
+            return self.poll(s3_now=s3_now, wait=wait)
+        finally:
+            self._until = None  # as_completed is a generator: poll() may be called meanwhile
+
+    def _retry(self) -> RetryPolicy:
+        """The policy of one request: this poller's sleep and clock, at most
+        ``_REQUEST_BUDGET`` seconds, and never past the deadline of the wait in progress."""
+        budget = _REQUEST_BUDGET
+        if self._until is not None:
+            budget = max(0.0, min(budget, self._until - self.clock()))
+        return RetryPolicy(timeout=budget, sleep=self.sleep, clock=self.clock)
 
     def _s3_round_if(self, *, due: bool) -> list[Completion]:
         if not (self.s3 and self._pending and due):
@@ -308,7 +327,9 @@ class Poller:
         # The longest prefix shared by the expected keys narrows the listing for free.
         prefix = os.path.commonprefix(list(keys)) if keys else folder  # noqa: RUF071
         try:
-            found, pages = s3.find(client, bucket, prefix, keys, endpoint=endpoint)
+            found, pages = s3.find(
+                client, bucket, prefix, keys, endpoint=endpoint, policy=self._retry()
+            )
         except ServiceError as exc:
             if not s3.denied(exc):
                 raise
@@ -325,7 +346,7 @@ class Poller:
     ) -> dict[str, int | None]:
         found: dict[str, int | None] = {}
         for object_key in keys:
-            size = s3.exists(client, bucket, object_key, endpoint=endpoint)
+            size = s3.exists(client, bucket, object_key, endpoint=endpoint, policy=self._retry())
             if size is not None:
                 found[object_key] = size
         return found
@@ -339,7 +360,7 @@ class Poller:
         if self.subscription is not None:
             params["MessageSystemAttributeNames"] = ["ApproximateReceiveCount"]
         response, _ = run(
-            _SQS_POLICY,
+            self._retry(),
             lambda: sqs.receive_message(**params),
             endpoint=probe.endpoint_name,
             operation="ReceiveMessage",
@@ -359,7 +380,7 @@ class Poller:
             handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
         if handled:
             run(
-                _SQS_POLICY,
+                self._retry(),
                 lambda: sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=handled),
                 endpoint=probe.endpoint_name,
                 operation="DeleteMessageBatch",
@@ -417,8 +438,9 @@ class Poller:
                 self._notified.pop(key, None)
                 continue
             bucket, object_key = split_s3_url(inv.output_location)
+            client = self._client("s3", inv)
             size = s3.exists(
-                self._client("s3", inv), bucket, object_key, endpoint=inv.endpoint_name
+                client, bucket, object_key, endpoint=inv.endpoint_name, policy=self._retry()
             )
             if size is not None:
                 done = Completion(invocation=inv, succeeded=True, source="notification", size=size)

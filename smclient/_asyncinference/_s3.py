@@ -13,7 +13,7 @@ from .._errors import ServiceError
 from .._retry import RetryPolicy, run
 from ._errors import S3AccessDeniedError
 
-POLICY = RetryPolicy(timeout=60.0)
+POLICY = RetryPolicy(timeout=60.0)  # when the caller has no policy of its own (downloads)
 _PERMISSION = {
     "ListObjectsV2": "s3:ListBucket on the bucket",
     "HeadObject": "s3:GetObject on the objects (and s3:ListBucket on the bucket, without "
@@ -41,7 +41,9 @@ def access_error(operation: str, location: str, exc: ServiceError) -> S3AccessDe
     return error
 
 
-def get(s3: Any, bucket: str, key: str, *, endpoint: str | None) -> tuple[bytes, str | None]:
+def get(
+    s3: Any, bucket: str, key: str, *, endpoint: str | None, policy: RetryPolicy = POLICY
+) -> tuple[bytes, str | None]:
     """The object's bytes and content type. ServiceError 404 when missing."""
 
     def attempt() -> tuple[bytes, str | None]:
@@ -50,7 +52,7 @@ def get(s3: Any, bucket: str, key: str, *, endpoint: str | None) -> tuple[bytes,
             return body.read(), found.get("ContentType")
 
     try:
-        result, _ = run(POLICY, attempt, endpoint=endpoint, operation="GetObject")
+        result, _ = run(policy, attempt, endpoint=endpoint, operation="GetObject")
     except ServiceError as exc:
         if denied(exc):
             raise access_error("GetObject", f"s3://{bucket}/{key}", exc) from exc
@@ -58,11 +60,13 @@ def get(s3: Any, bucket: str, key: str, *, endpoint: str | None) -> tuple[bytes,
     return result
 
 
-def exists(s3: Any, bucket: str, key: str, *, endpoint: str | None) -> int | None:
+def exists(
+    s3: Any, bucket: str, key: str, *, endpoint: str | None, policy: RetryPolicy = POLICY
+) -> int | None:
     """The object's size when it exists, ``None`` when S3 answers 404."""
     try:
         head, _ = run(
-            POLICY,
+            policy,
             lambda: s3.head_object(Bucket=bucket, Key=key),
             endpoint=endpoint,
             operation="HeadObject",
@@ -78,7 +82,13 @@ def exists(s3: Any, bucket: str, key: str, *, endpoint: str | None) -> int | Non
 
 
 def find(
-    s3: Any, bucket: str, prefix: str, wanted: Collection[str], *, endpoint: str | None
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    wanted: Collection[str],
+    *,
+    endpoint: str | None,
+    policy: RetryPolicy = POLICY,
 ) -> tuple[dict[str, int | None], int]:
     """``({key: size}, pages)``: which ``wanted`` keys exist under ``prefix``, listed with
     one ``ListObjectsV2`` request per 1,000 objects (``pages`` requests).
@@ -93,7 +103,7 @@ def find(
         if token:
             params["ContinuationToken"] = token
         page, _ = run(
-            POLICY,
+            policy,
             lambda params=params: s3.list_objects_v2(**params),  # type: ignore[misc]
             endpoint=endpoint,
             operation="ListObjectsV2",
