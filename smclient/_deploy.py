@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("smclient")
-_POLICY = RetryPolicy(timeout=120.0)
+_REQUEST_BUDGET = 120.0  # seconds one control-plane request may take with its retries, at most
+_POLICY = RetryPolicy(timeout=_REQUEST_BUDGET)  # delete(): no clock or sleep given
 _ROLE = re.compile(r"arn:aws[a-z\-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
 _S3 = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")
 _INSTANCE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
@@ -79,6 +80,14 @@ class _Wait:
     on_status: Callable[[str], None] | None
     clock: Callable[[], float]
     sleep: Callable[[float], None]
+
+    def policy(self, until: float | None = None) -> RetryPolicy:
+        """The retries of one request: this wait's sleep and clock, at most
+        ``_REQUEST_BUDGET`` seconds, and not past ``until`` (on ``clock``) when given."""
+        budget = _REQUEST_BUDGET
+        if until is not None:
+            budget = max(0.0, min(budget, until - self.clock()))
+        return RetryPolicy(timeout=budget, sleep=self.sleep, clock=self.clock)
 
 
 def _require(ok: bool, field: str, problem: str, limit: str | None = None) -> None:
@@ -288,11 +297,11 @@ def _create(
     try:
         for stage, what, step in steps:
             attempted.append(what)
-            _call(endpoint, stage, step)
+            _call(endpoint, stage, step, wait.policy())
         stage = "WaitInService"
         _wait_in_service(endpoint, wait)
     except SMClientError as exc:
-        removed, left = _rollback(endpoint, attempted)
+        removed, left = _rollback(endpoint, attempted, wait)
         reason = getattr(exc, "failure_reason", None) or exc.message
         raise EndpointCreationError(
             f"creating endpoint {name!r} failed at {stage}: {reason}; "
@@ -306,7 +315,7 @@ def _create(
     except BaseException as exc:
         # KeyboardInterrupt, SystemExit or a bug: still remove what was created (best
         # effort; a second interrupt stops it), then let the original propagate as it is.
-        removed, left = _rollback(endpoint, attempted)
+        removed, left = _rollback(endpoint, attempted, wait)
         _log.warning(
             "creating endpoint %r interrupted at %s by %s: removed %s%s",
             name,
@@ -330,7 +339,10 @@ def _wait_in_service(endpoint: Endpoint, wait: _Wait) -> None:
     deadline = wait.clock() + wait.timeout
     while True:
         found = _call(
-            endpoint, "DescribeEndpoint", lambda: sm.describe_endpoint(EndpointName=endpoint.name)
+            endpoint,
+            "DescribeEndpoint",
+            lambda: sm.describe_endpoint(EndpointName=endpoint.name),
+            wait.policy(until=deadline),
         )
         status = str(found.get("EndpointStatus"))
         if wait.on_status is not None:
@@ -347,26 +359,28 @@ def _wait_in_service(endpoint: Endpoint, wait: _Wait) -> None:
         wait.sleep(min(wait.poll_interval, left))
 
 
-def _call(endpoint: Endpoint, operation: str, fn: Callable[[], Any]) -> Any:
-    result, _ = run(_POLICY, fn, endpoint=endpoint.name, operation=operation)
+def _call(
+    endpoint: Endpoint, operation: str, fn: Callable[[], Any], policy: RetryPolicy = _POLICY
+) -> Any:
+    result, _ = run(policy, fn, endpoint=endpoint.name, operation=operation)
     return result
 
 
-def _rollback(endpoint: Endpoint, attempted: list[str]) -> tuple[list[str], list[str]]:
+def _rollback(endpoint: Endpoint, attempted: list[str], wait: _Wait) -> tuple[list[str], list[str]]:
     """Delete what may have been created, newest first: ``(removed, left_behind)``.
     ``removed`` holds only real deletions (not what turned out not to exist);
     ``left_behind`` what may still exist because its deletion failed."""
     removed, left = [], []
     for what in reversed(attempted):
         try:
-            if _delete_one(endpoint, what):
+            if _delete_one(endpoint, what, wait.policy()):
                 removed.append(what)
         except Exception:  # any failure: it may still exist, report it
             left.append(what)
     return removed, left
 
 
-def _delete_one(endpoint: Endpoint, what: str) -> bool:
+def _delete_one(endpoint: Endpoint, what: str, policy: RetryPolicy = _POLICY) -> bool:
     """Delete ``kind:name``; ``False`` when it did not exist."""
     sm = endpoint.client("sagemaker")
     kind, _, name = what.partition(":")
@@ -380,7 +394,7 @@ def _delete_one(endpoint: Endpoint, what: str) -> bool:
     }
     operation, fn = calls[kind]
     try:
-        _call(endpoint, operation, fn)
+        _call(endpoint, operation, fn, policy)
     except ServiceError as exc:
         if exc.http_status == 400 and exc.error_code in ("ValidationException", "ValidationError"):
             return False  # "Could not find ...": already gone

@@ -379,3 +379,30 @@ def test_topics_are_checked_like_subscribe_checks_them(sm: Any, topic: str) -> N
     assert by_deploy == by_subscribe
     assert by_deploy in (None, "success_topic")
     assert names(sm) == ([], [], [])
+
+
+def test_retries_stop_at_the_deadline(sm: Any, clock: Any) -> None:
+    from smclient import RetriesExhaustedError
+
+    busy = {"Error": {"Code": "ServiceUnavailable", "Message": "busy"}}
+    with (
+        answering("DescribeEndpoint", 503, busy),
+        pytest.raises(EndpointCreationError) as info,
+    ):
+        create_async_endpoint(
+            "async-twelve", **async_kwargs(timeout=1e-6, clock=clock, sleep=clock.sleep)
+        )
+    assert info.value.stage == "WaitInService"
+    cause = info.value.__cause__
+    assert isinstance(cause, RetriesExhaustedError)
+    assert cause.attempts == 1  # no time left for a second DescribeEndpoint
+    assert clock.sleeps == []
+    assert names(sm) == ([], [], [])
+
+
+def test_retry_delays_use_the_injected_sleep(sm: Any, clock: Any) -> None:
+    busy = {"Error": {"Code": "ServiceUnavailable", "Message": "busy"}}
+    with answering("DescribeEndpoint", 503, busy), pytest.raises(EndpointCreationError):
+        create_async_endpoint("async-thirteen", **async_kwargs(clock=clock, sleep=clock.sleep))
+    assert len(clock.sleeps) == 3  # four attempts of DescribeEndpoint, three delays
+    assert names(sm) == ([], [], [])
