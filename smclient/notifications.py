@@ -40,7 +40,7 @@ __all__ = ["Subscription", "subscribe"]
 
 _TOPIC = re.compile(r"arn:aws[a-z\-]*:sns:[a-z0-9\-]+:[0-9]{12}:[a-zA-Z0-9_-]{1,256}")
 _QUEUE_NAME = re.compile(r"[a-zA-Z0-9_-]{1,80}")
-_POLICY = RetryPolicy(timeout=60.0)
+_REQUEST_BUDGET = 60.0  # seconds one SNS/SQS request may take with its retries, at most
 # What SNS / SQS answer for a subscription or queue that no longer exists (a step of an
 # earlier close() that worked although its answer was lost).
 _GONE = frozenset({"NotFound", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
@@ -120,7 +120,11 @@ class Subscription:
 
 
 def _call(endpoint: Endpoint, operation: str, fn: Any) -> Any:
-    result, _ = run(_POLICY, fn, endpoint=endpoint.name, operation=operation)
+    # The endpoint's sleep and clock (injected in tests), with a budget of our own: its
+    # policy is tuned for invocations (ModelNotReady for minutes), not for SNS/SQS.
+    base = endpoint.retry
+    policy = RetryPolicy(timeout=_REQUEST_BUDGET, sleep=base.sleep, clock=base.clock)
+    result, _ = run(policy, fn, endpoint=endpoint.name, operation=operation)
     return result
 
 
@@ -167,7 +171,8 @@ def subscribe(
     may send to, and subscribe it to them. Returns a :class:`Subscription`; use it as a
     context manager to remove the queue and subscriptions afterwards.
 
-    ``endpoint`` supplies the SNS/SQS clients. ``queue_name`` (default
+    ``endpoint`` supplies the SNS/SQS clients, and the ``sleep``/``clock`` of its retry
+    policy for the retries of each request (at most 60 s each). ``queue_name`` (default
     ``smclient-async-<random>``; 1..80 letters, digits, ``-``, ``_``). ``raw_delivery``
     (default ``False``): deliver the notification JSON without the SNS envelope (then
     the ``TopicArn`` check is lost). If a step fails, what was created is removed.

@@ -398,3 +398,22 @@ def test_a_queue_the_poller_does_not_own_is_never_cleaned(
         for _ in range(6):
             assert p.poll() == []
         assert in_queue(ep, wide) == 2
+
+
+def test_retries_wait_with_the_endpoints_sleep(
+    moto: None, topics: tuple[str, str, str], clock: Any
+) -> None:
+    from smclient import Endpoint, RetriesExhaustedError, RetryPolicy
+
+    policy = RetryPolicy(sleep=clock.sleep, clock=clock)
+    with Endpoint("async-ep", region="us-east-1", retry=policy) as ep:
+        sub = subscribe(topics[0], endpoint=ep)
+        undo = fail_with(ep.client("sqs"), "DeleteQueue", 503, "ServiceUnavailable")
+        try:
+            with pytest.raises(RetriesExhaustedError):
+                sub.close()
+        finally:
+            undo()
+        assert len(clock.sleeps) == 3  # four attempts, on the endpoint's clock
+        sub.close()
+        assert sub.closed
