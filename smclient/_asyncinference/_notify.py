@@ -1,4 +1,5 @@
-"""Reading SageMaker async notifications delivered by SNS to an SQS queue (protocol.md §5).
+"""Reading SageMaker async notifications delivered by SNS to an SQS queue (protocol.md §5):
+the SQS requests, and what a message body says.
 
 A message body is either the SNS envelope (``{"Type": "Notification", "TopicArn": ...,
 "Message": "<notification JSON>"}``) or, with raw delivery, the notification itself.
@@ -13,7 +14,12 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Kind", "Notice", "parse"]
+from .._retry import RetryPolicy, run
+
+__all__ = ["GIVE_UP_AFTER", "Kind", "Notice", "delete", "parse", "receive", "receive_count"]
+
+# Receives after which a message in a Subscription's queue that no poller handled is deleted.
+GIVE_UP_AFTER = 5
 
 
 class Kind(enum.Enum):
@@ -77,4 +83,49 @@ def parse(body: str, topics: Collection[str]) -> tuple[Kind, Notice | None]:
         output_location=output if isinstance(output, str) else None,
         failure_reason=reason if isinstance(reason, str) else None,
         topic=topic,
+    )
+
+
+def receive(
+    sqs: Any,
+    queue_url: str,
+    *,
+    wait: int,
+    count_receives: bool,
+    policy: RetryPolicy,
+    endpoint: str | None,
+) -> list[dict[str, Any]]:
+    """Up to 10 messages, long-polling ``wait`` seconds; with ``count_receives`` each
+    carries its ``ApproximateReceiveCount`` (see :func:`receive_count`)."""
+    params: dict[str, Any] = {
+        "QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait
+    }  # fmt: skip
+    if count_receives:
+        params["MessageSystemAttributeNames"] = ["ApproximateReceiveCount"]
+    response, _ = run(
+        policy,
+        lambda: sqs.receive_message(**params),
+        endpoint=endpoint,
+        operation="ReceiveMessage",
+    )
+    return list(response.get("Messages") or ())
+
+
+def receive_count(message: dict[str, Any]) -> int:
+    """How many times the message was received (0 when not asked for)."""
+    count = str((message.get("Attributes") or {}).get("ApproximateReceiveCount", "0"))
+    return int(count) if count.isdigit() else 0
+
+
+def delete(
+    sqs: Any, queue_url: str, messages: list[dict[str, Any]], *, policy: RetryPolicy,
+    endpoint: str | None,
+) -> None:  # fmt: skip
+    """Delete ``messages`` (at most 10) in one request."""
+    entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+    run(
+        policy,
+        lambda: sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries),
+        endpoint=endpoint,
+        operation="DeleteMessageBatch",
     )

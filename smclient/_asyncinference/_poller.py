@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._errors import InvalidInputError, ServiceError
-from .._retry import RetryPolicy, run
+from .._retry import RetryPolicy
+from . import _notify as notify
 from . import _s3 as s3
 from ._checks import split_s3_url
 from ._errors import AsyncTimeoutError, timeout_message
 from ._handle import AsyncInvocation, Completion
-from ._notify import Kind, Notice, parse
+from ._notify import Notice
 from ._progress import Progress, reporter
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ __all__ = ["Poller"]
 
 _log = logging.getLogger("smclient")
 _REQUEST_BUDGET = 60.0  # seconds one S3/SQS request may take with its retries, at most
-# Receives after which a message in a Subscription's queue that no poller handled is deleted.
-_GIVE_UP_AFTER = 5
 _Group = tuple[str, str]  # (bucket, folder prefix)
 
 
@@ -310,7 +309,9 @@ class Poller:
             use_head = group in self._head_only or len(keys) < self._pages.get(group, 1)
             found = None if use_head else self._list(client, group, keys, inv.endpoint_name)
             if found is None:
-                found = self._head(client, group[0], keys, inv.endpoint_name)
+                found = s3.existing(
+                    client, group[0], keys, endpoint=inv.endpoint_name, policy=self._retry()
+                )
             for object_key, size in found.items():
                 inv_key, ok = keys[object_key]
                 if ok or inv_key not in hits:  # an output wins over a failure object
@@ -341,69 +342,44 @@ class Poller:
         self._pages[group] = pages
         return found
 
-    def _head(
-        self, client: Any, bucket: str, keys: Collection[str], endpoint: str
-    ) -> dict[str, int | None]:
-        found: dict[str, int | None] = {}
-        for object_key in keys:
-            size = s3.exists(client, bucket, object_key, endpoint=endpoint, policy=self._retry())
-            if size is not None:
-                found[object_key] = size
-        return found
-
     def _receive(self, wait: int) -> list[Completion]:
+        assert self.queue_url is not None  # only called with a queue
         probe = next(iter(self._pending.values()))
         sqs = self._client("sqs", probe)
-        params: dict[str, Any] = {
-            "QueueUrl": self.queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait
-        }  # fmt: skip
-        if self.subscription is not None:
-            params["MessageSystemAttributeNames"] = ["ApproximateReceiveCount"]
-        response, _ = run(
-            self._retry(),
-            lambda: sqs.receive_message(**params),
-            endpoint=probe.endpoint_name,
-            operation="ReceiveMessage",
-        )
+        owned = self.subscription is not None
+        messages = notify.receive(sqs, self.queue_url, wait=wait, count_receives=owned,
+                                  policy=self._retry(), endpoint=probe.endpoint_name)  # fmt: skip
         found: list[Completion] = []
-        handled: list[dict[str, str]] = []
-        for message in response.get("Messages") or ():
-            kind, notice = parse(message.get("Body", ""), self.topics)
-            if kind is Kind.NOTICE and notice is not None:
+        handled: list[dict[str, Any]] = []
+        for message in messages:
+            kind, notice = notify.parse(message.get("Body", ""), self.topics)
+            if kind is notify.Kind.NOTICE and notice is not None:
                 known, completion = self._on_notice(notice)
                 if completion is not None:
                     found.append(completion)
                 if not known and not self._abandoned(message, notice=True):
                     continue  # another poller's invocation: leave it for its owner
-            elif kind is not Kind.TEST and not self._abandoned(message, notice=False):
+            elif kind is not notify.Kind.TEST and not self._abandoned(message, notice=False):
                 continue  # foreign topic or not a SageMaker notification: not ours to delete
-            handled.append({"Id": str(len(handled)), "ReceiptHandle": message["ReceiptHandle"]})
+            handled.append(message)
         if handled:
-            run(
-                self._retry(),
-                lambda: sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=handled),
-                endpoint=probe.endpoint_name,
-                operation="DeleteMessageBatch",
-            )
+            notify.delete(sqs, self.queue_url, handled, policy=self._retry(),
+                          endpoint=probe.endpoint_name)  # fmt: skip
         return found
 
     def _abandoned(self, message: dict[str, Any], *, notice: bool) -> bool:
         """Whether a message no poller handled is deleted anyway, so it stops taking room in
         every batch: only in the queue of a :class:`~smclient.notifications.Subscription`
         (made for this program; any other queue may have other readers), once it was
-        received ``_GIVE_UP_AFTER`` times. A notification of an invocation nobody tracks
+        received ``GIVE_UP_AFTER`` times. A notification of an invocation nobody tracks
         only when S3 is watched too: should a poller track it later, an S3 round finds it."""
         if self.subscription is None or (notice and not self.s3):
             return False
-        count = (message.get("Attributes") or {}).get("ApproximateReceiveCount", "0")
-        if not str(count).isdigit() or int(count) < _GIVE_UP_AFTER:
+        count = notify.receive_count(message)
+        if count < notify.GIVE_UP_AFTER:
             return False
-        _log.info(
-            "deleting SQS message %s from %s: received %s times, no poller handled it",
-            message.get("MessageId"),
-            self.queue_url,
-            count,
-        )
+        _log.info("deleting SQS message %s from %s: received %d times, no poller handled it",
+                  message.get("MessageId"), self.queue_url, count)  # fmt: skip
         return True
 
     def _on_notice(self, notice: Notice) -> tuple[bool, Completion | None]:

@@ -115,3 +115,15 @@ def find(
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
         if not token:
             return found, pages
+
+
+def existing(
+    s3: Any, bucket: str, keys: Collection[str], *, endpoint: str | None, policy: RetryPolicy
+) -> dict[str, int | None]:
+    """``{key: size}`` of the ``keys`` that exist, one ``HeadObject`` each."""
+    found: dict[str, int | None] = {}
+    for key in keys:
+        size = exists(s3, bucket, key, endpoint=endpoint, policy=policy)
+        if size is not None:
+            found[key] = size
+    return found
