@@ -384,22 +384,36 @@ def _delete_one(endpoint: Endpoint, what: str, policy: RetryPolicy = _POLICY) ->
     """Delete ``kind:name``; ``False`` when it did not exist."""
     sm = endpoint.client("sagemaker")
     kind, _, name = what.partition(":")
-    calls: dict[str, tuple[str, Callable[[], Any]]] = {
-        "endpoint": ("DeleteEndpoint", lambda: sm.delete_endpoint(EndpointName=name)),
+    calls: dict[str, tuple[str, Callable[[], Any], str, Callable[[], Any]]] = {
+        "endpoint": ("DeleteEndpoint", lambda: sm.delete_endpoint(EndpointName=name),
+                     "DescribeEndpoint", lambda: sm.describe_endpoint(EndpointName=name)),
         "endpoint-config": (
-            "DeleteEndpointConfig",
-            lambda: sm.delete_endpoint_config(EndpointConfigName=name),
+            "DeleteEndpointConfig", lambda: sm.delete_endpoint_config(EndpointConfigName=name),
+            "DescribeEndpointConfig", lambda: sm.describe_endpoint_config(EndpointConfigName=name),
         ),
-        "model": ("DeleteModel", lambda: sm.delete_model(ModelName=name)),
-    }
-    operation, fn = calls[kind]
+        "model": ("DeleteModel", lambda: sm.delete_model(ModelName=name),
+                  "DescribeModel", lambda: sm.describe_model(ModelName=name)),
+    }  # fmt: skip
+    operation, fn, look, describe = calls[kind]
     try:
         _call(endpoint, operation, fn, policy)
     except ServiceError as exc:
-        if exc.http_status == 400 and exc.error_code in ("ValidationException", "ValidationError"):
-            return False  # "Could not find ...": already gone
+        if not _invalid(exc):
+            raise
+        # 400 ValidationException means "Could not find ..." but also a refusal (an
+        # endpoint still Creating cannot be deleted): only a failed Describe tells.
+        try:
+            _call(endpoint, look, describe, policy)
+        except ServiceError as missing:
+            if _invalid(missing):
+                return False  # already gone
+            raise
         raise
     return True
+
+
+def _invalid(exc: ServiceError) -> bool:
+    return exc.http_status == 400 and exc.error_code in ("ValidationException", "ValidationError")
 
 
 def delete(

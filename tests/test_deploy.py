@@ -406,3 +406,23 @@ def test_retry_delays_use_the_injected_sleep(sm: Any, clock: Any) -> None:
         create_async_endpoint("async-thirteen", **async_kwargs(clock=clock, sleep=clock.sleep))
     assert len(clock.sleeps) == 3  # four attempts of DescribeEndpoint, three delays
     assert names(sm) == ([], [], [])
+
+
+def test_an_endpoint_that_refuses_deletion_is_left_behind(sm: Any, clock: Any) -> None:
+    # SageMaker answers 400 ValidationException both for "not found" and for refusals (an
+    # endpoint still Creating cannot be deleted): only a missing one may go unreported.
+    creating = {"EndpointStatus": "Creating"}
+    refused = {"Error": {"Code": "ValidationException", "Message": "cannot delete while Creating"}}
+    with (
+        answering("DescribeEndpoint", 200, creating),
+        answering("DeleteEndpoint", 400, refused),
+        pytest.raises(EndpointCreationError) as info,
+    ):
+        create_async_endpoint(
+            "async-fourteen", **async_kwargs(timeout=30, clock=clock, sleep=clock.sleep)
+        )
+    assert info.value.left_behind == ("endpoint:async-fourteen",)
+    assert info.value.removed == ("endpoint-config:async-fourteen-config",
+                                  "model:async-fourteen-model")  # fmt: skip
+    assert names(sm) == (["async-fourteen"], [], [])
+    assert delete("async-fourteen", boto3_session=SESSION[0]) == ["endpoint:async-fourteen"]
