@@ -15,19 +15,22 @@ The config file (stdlib JSON)::
 
 Endpoint keys are :class:`EndpointSpec` fields (``handler`` is an import path
 ``module:attribute``); ``async`` holds ``AsyncSettings`` fields. It prints the URL and
-serves until Ctrl-C or SIGTERM, then shuts down cleanly.
+serves until Ctrl-C or SIGTERM, then shuts down: requests in progress get
+``--shutdown-timeout`` seconds (default 10) per stage, after which ``serve`` names the
+threads still running and exits anyway; a second Ctrl-C/SIGTERM exits at once (status 130).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -70,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--instances", type=int, default=1, help="instances per endpoint")
     serve.add_argument(
         "--invocation-window", type=float, help="seconds a call waits for a model load"
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="seconds shutdown waits for requests in progress (default 10)",
     )
     check = sub.add_parser(
         "check-container", help="check a running container against the multi-model contract"
@@ -144,6 +153,22 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpe
         raise ConfigError(str(exc)) from None
 
 
+class _Interrupts:
+    """The SIGINT/SIGTERM handler of ``serve``: the first signal asks for a clean
+    shutdown (sets ``stop``); a second one forces the exit (``KeyboardInterrupt``) even
+    while shutdown still waits for a stuck handler."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+        self._stop.set()
+
+
 def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None = None) -> int:
     from ._runtime import LocalRuntime
 
@@ -156,12 +181,18 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
     host = args.host or config.get("host", "127.0.0.1")
     port = args.port if args.port is not None else int(config.get("port", 0))
     stop = stop or threading.Event()
+    if args.shutdown_timeout < 0:
+        raise ConfigError("--shutdown-timeout must be >= 0 seconds")
     previous = {}
     if threading.current_thread() is threading.main_thread():
+        interrupts = _Interrupts(stop)
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+            previous[signum] = signal.signal(signum, interrupts)
     try:
-        with LocalRuntime(specs, host=host, port=port, aws=aws) as runtime:
+        runtime = LocalRuntime(
+            specs, host=host, port=port, aws=aws, shutdown_timeout=args.shutdown_timeout
+        )
+        with _closing(runtime, out):
             print(f"smclient local runtime listening on {runtime.url}", file=out)
             for spec in specs:
                 kind = "multi-model" if spec.is_multi_model else "single-model"
@@ -176,6 +207,25 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0
+
+
+@contextlib.contextmanager
+def _closing(runtime: Any, out: TextIO) -> Iterator[None]:
+    # Starts the runtime; on the way out closes it and says which threads (stuck
+    # handlers, loads) were still running at the deadline: they are daemons, so the
+    # process exits anyway.
+    runtime.start()
+    try:
+        yield
+    finally:
+        leftovers = runtime.close()
+        if leftovers:
+            print(
+                f"smclient local: still running after the shutdown deadline, exiting anyway: "
+                f"{', '.join(sorted(leftovers))}",
+                file=out,
+                flush=True,
+            )
 
 
 def main(

@@ -289,7 +289,10 @@ class ModelCache:
         self._slots[target] = slot
         self._counters.setdefault(target, _Counters())
         thread = threading.Thread(
-            target=self._load, args=(target, slot), name=f"smclient-local-load-{target}"
+            target=self._load,
+            args=(target, slot),
+            name=f"smclient-local-load-{target}",
+            daemon=True,  # a stuck load must not hold the process at exit; close() joins it
         )
         self._threads.add(thread)
         thread.start()

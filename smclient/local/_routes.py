@@ -140,7 +140,9 @@ class TimedCalls:
                     with self._lock:
                         self._threads.discard(threading.current_thread())
 
-            thread = threading.Thread(target=target, name=self._name)
+            # A daemon: an abandoned call that never returns must not hold the process
+            # at exit (close() still joins it up to its deadline).
+            thread = threading.Thread(target=target, name=self._name, daemon=True)
             with self._lock:
                 self._threads.add(thread)
             thread.start()

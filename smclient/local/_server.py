@@ -283,9 +283,12 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
 
 class _HTTPServer(http.server.HTTPServer):
     """An HTTPServer with one tracked thread per connection, so that shutdown can close
-    every connection (idle keep-alive ones included) and join every thread."""
+    every connection (idle keep-alive ones included) and join every thread.
 
-    daemon_threads = False
+    The threads are daemons all the same: a server that is never closed, or a handler
+    stuck past the join deadline, must not keep the process alive at exit."""
+
+    daemon_threads = True
     # socketserver's default backlog of 5 resets connections under a burst of clients.
     request_queue_size = 512
 
@@ -308,6 +311,7 @@ class _HTTPServer(http.server.HTTPServer):
             target=self._serve_connection,
             args=(request, client_address),
             name=f"smclient-local-conn-{client_address[1]}",
+            daemon=True,
         )
         with self._lock:
             if self._closing:
@@ -373,6 +377,7 @@ class LoopbackServer:
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
             name=f"smclient-local-server-{self.port}",
+            daemon=True,  # an endpoint never closed must not hold the process at exit
         )
         self._thread.start()
         deadline = time.monotonic() + timeout
