@@ -39,8 +39,9 @@ class EndpointSpec:
     ``async_config`` (an ``AsyncSettings``) enables ``async-invocations``.
     ``stream_faults`` injects failures into the streaming route (tests).
     ``invocation_timeout``: seconds a model may take to answer before the caller gets the
-    service's timeout ``ModelError`` (SageMaker's limit is 60; default ``None``, no limit;
-    the handler itself keeps running, as a container would).
+    service's timeout ``ModelError`` (default 60, SageMaker's limit; ``None``: no limit,
+    the model runs on the connection's own thread; on a timeout the handler itself keeps
+    running, as a container would).
 
     .. versionadded:: 0.1.0
     """
@@ -60,7 +61,8 @@ class EndpointSpec:
     async_config: Any = None
     stream_faults: StreamFaults | None = None
     container_timeout: float = 70.0
-    invocation_timeout: float | None = None
+    # The service's limit (protocol.md §1): a stuck handler must not hold a request forever.
+    invocation_timeout: float | None = 60.0
 
     def __attrs_post_init__(self) -> None:
         if len(self.name) > 63 or not _NAME.fullmatch(self.name):

@@ -300,6 +300,32 @@ def test_invocation_timeout_is_the_service_model_error(client_for: Any) -> None:
     assert "invocation timed out" in err["OriginalMessage"]
 
 
+def test_invocation_timeout_defaults_to_the_service_limit() -> None:
+    assert EndpointSpec("a", handler=lambda b, c, a: b).invocation_timeout == 60.0
+    unlimited = EndpointSpec("a", handler=lambda b, c, a: b, invocation_timeout=None)
+    assert unlimited.invocation_timeout is None
+    with pytest.raises(ValueError, match="invocation_timeout"):
+        EndpointSpec("a", handler=lambda b, c, a: b, invocation_timeout=0)
+
+
+@pytest.mark.usefixtures("no_thread_leak")
+def test_no_invocation_timeout_runs_the_model_on_the_connection_thread(client_for: Any) -> None:
+    names: list[str] = []
+
+    def where(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        names.append(threading.current_thread().name)
+        return b"ok"
+
+    default = EndpointSpec("timed", handler=where)
+    unlimited = EndpointSpec("unlimited", handler=where, invocation_timeout=None)
+    with LocalRuntime([default, unlimited]) as rt:
+        client = client_for(rt.url)
+        client.invoke_endpoint(EndpointName="timed", Body=b"x")
+        client.invoke_endpoint(EndpointName="unlimited", Body=b"x")
+    assert names[0] == "smclient-local-invoke-timed"
+    assert names[1].startswith("smclient-local-conn")
+
+
 def chunked(*chunks: bytes) -> bytes:
     return b"".join(b"%X\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
 
