@@ -3,7 +3,8 @@
 As SageMaker runs a multi-model endpoint: the first call for a ``TargetModel`` starts a
 load in a background thread and is held up to the invocation window (default 60 s); if the
 model is not loaded by then the call gets ``ModelNotReadyException`` (429) while loading
-goes on, up to the load limit (default 360 s). Each instance has a memory budget: a load
+goes on, up to the load limit (default 360 s). A failed load is answered (``ModelError``)
+to one caller, the next call loads again. Each instance has a memory budget: a load
 that would not fit, or that reports 507, unloads the least recently used idle models and
 tries again; an invocation answering 507 does the same.
 """
@@ -244,7 +245,10 @@ class ModelCache:
                 if self._closed:
                     raise ServiceError.unavailable("The endpoint is shutting down.")
                 slot = self._slots.get(target)
-                if slot is None or (slot.state is _State.FAILED and slot is not waited):
+                # A failed slot stays until one caller got its error (below), even when
+                # nobody was waiting as the load failed: else a slow load that fails would
+                # answer ModelNotReadyException forever, each caller starting a new load.
+                if slot is None:
                     size = self._settings.model_sizes.get(target)
                     if size is None:
                         # Sizing may walk a model directory: not while holding the lock.
@@ -268,7 +272,7 @@ class ModelCache:
                         counters.hits += 1
                     return slot
                 if slot.state is _State.FAILED:
-                    del self._slots[target]
+                    del self._slots[target]  # this caller reports it; the next one reloads
                     assert slot.error is not None
                     raise _as_service_error(self._endpoint, slot.error)
                 waited = slot

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,43 @@ def test_load_limit_abandons_a_stuck_load(root: Path, client_for: Any) -> None:
         assert info.value.response["OriginalStatusCode"] == 504
         release.set()
         assert local.model_stats()["slow"].load_failures == 1
+
+
+def test_slow_load_that_fails_answers_model_error_once_then_reloads(
+    root: Path, client_for: Any
+) -> None:
+    release = threading.Event()
+    attempts: list[int] = []
+
+    def load(path: Path) -> Model:
+        attempts.append(1)
+        assert release.wait(WAIT)
+        raise HandlerError("weights corrupt", 500)
+
+    settings = MultiModelSettings(invocation_window=0.05)
+    with LocalEndpoint(name="mme", model_root=root, loader=load, multi_model=settings) as local:
+        client = client_for(local.url)
+        with pytest.raises(ClientError, match="ModelNotReady"):
+            invoke(client, "a")
+        release.set()
+        deadline = time.monotonic() + WAIT
+        while local.model_stats()["a"].load_failures < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        release.clear()  # a new load would now hang: a 429 would show it started one
+        with pytest.raises(ClientError) as info:
+            invoke(client, "a")
+        err = info.value.response
+        assert err["Error"]["Code"] == "ModelError"
+        assert (err["OriginalStatusCode"], err["OriginalMessage"]) == (500, "weights corrupt")
+        assert len(attempts) == 1
+        # the error was delivered once: the next call loads again
+        with pytest.raises(ClientError, match="ModelNotReady"):
+            invoke(client, "a")
+        while len(attempts) < 2:  # the new load's thread has started (or starts now)
+            assert time.monotonic() < deadline + WAIT
+            time.sleep(0.005)
+        release.set()
 
 
 def test_lru_unloaded_when_budget_is_full(root: Path, client_for: Any) -> None:
