@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _validation as check
-from ._errors import InvalidInputError, ServiceError, SMClientError
+from ._errors import (
+    ConnectError,
+    InvalidInputError,
+    RetriesExhaustedError,
+    ServiceError,
+    SMClientError,
+)
 from ._retry import RetryPolicy, run
 from .notifications import check_topic
 
@@ -290,18 +296,23 @@ def _create(
             EndpointName=name, EndpointConfigName=config)),
     ]  # fmt: skip
     # Each resource is recorded before its call: a call that times out, loses its
-    # connection or answers 500 may still have created it (deleting one that does not
-    # exist is harmless).
-    attempted: list[str] = []
+    # connection or answers 5xx may still have created it (deleting one that does not
+    # exist is harmless); one the service refused is not ours (its name may be taken).
+    created: list[str] = []
     stage = "CreateModel"
     try:
         for stage, what, step in steps:
-            attempted.append(what)
-            _call(endpoint, stage, step, wait.policy())
+            created.append(what)
+            try:
+                _call(endpoint, stage, step, wait.policy())
+            except BaseException as exc:
+                if not _maybe_created(exc):
+                    created.pop()
+                raise
         stage = "WaitInService"
         _wait_in_service(endpoint, wait)
     except SMClientError as exc:
-        removed, left = _rollback(endpoint, attempted, wait)
+        removed, left = _rollback(endpoint, created, wait)
         reason = getattr(exc, "failure_reason", None) or exc.message
         raise EndpointCreationError(
             f"creating endpoint {name!r} failed at {stage}: {reason}; "
@@ -315,7 +326,7 @@ def _create(
     except BaseException as exc:
         # KeyboardInterrupt, SystemExit or a bug: still remove what was created (best
         # effort; a second interrupt stops it), then let the original propagate as it is.
-        removed, left = _rollback(endpoint, attempted, wait)
+        removed, left = _rollback(endpoint, created, wait)
         _log.warning(
             "creating endpoint %r interrupted at %s by %s: removed %s%s",
             name,
@@ -364,6 +375,23 @@ def _call(
 ) -> Any:
     result, _ = run(policy, fn, endpoint=endpoint.name, operation=operation)
     return result
+
+
+def _maybe_created(exc: BaseException) -> bool:
+    """Whether a create call that raised ``exc`` may still have created its resource.
+
+    No when the service refused it (4xx: a name already taken, a limit, bad input) or the
+    request was never sent (connect error): then a resource of that name is not ours and
+    must not be rolled back. Yes after a read timeout, a dropped connection, a 5xx, or an
+    interrupt mid-call. The errors retried by default (throttling, 503, connect errors) are
+    requests the service did not process, so after retries the last error decides.
+    """
+    if isinstance(exc, RetriesExhaustedError):
+        return _maybe_created(exc.last_error)
+    if isinstance(exc, ServiceError):
+        return exc.http_status is None or exc.http_status >= 500
+    # Yes for ReadTimeoutError, ConnectionClosedError, KeyboardInterrupt, a bug...
+    return not isinstance(exc, ConnectError | InvalidInputError)
 
 
 def _rollback(endpoint: Endpoint, attempted: list[str], wait: _Wait) -> tuple[list[str], list[str]]:

@@ -426,3 +426,41 @@ def test_an_endpoint_that_refuses_deletion_is_left_behind(sm: Any, clock: Any) -
                                   "model:async-fourteen-model")  # fmt: skip
     assert names(sm) == (["async-fourteen"], [], [])
     assert delete("async-fourteen", boto3_session=SESSION[0]) == ["endpoint:async-fourteen"]
+
+
+def make_prior(sm: Any) -> None:
+    """An endpoint ``prior`` with its config and model, made by someone else."""
+    sm.create_model(ModelName="prior-model", ExecutionRoleArn=ROLE,
+                    PrimaryContainer={"Image": IMAGE})  # fmt: skip
+    variant = {"VariantName": "AllTraffic", "ModelName": "prior-model",
+               "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}  # fmt: skip
+    sm.create_endpoint_config(EndpointConfigName="prior-config", ProductionVariants=[variant])
+    sm.create_endpoint(EndpointName="prior", EndpointConfigName="prior-config")
+
+
+@pytest.mark.parametrize(
+    ("operation", "names_given", "ours"),
+    [
+        ("CreateModel", {"model_name": "prior-model"}, ()),
+        ("CreateEndpointConfig", {"config_name": "prior-config"}, ("model:fresh-model",)),
+        ("CreateEndpoint", {"name": "prior", "model_name": "fresh-model",
+                            "config_name": "fresh-config"},
+         ("endpoint-config:fresh-config", "model:fresh-model")),
+    ],
+)  # fmt: skip
+def test_a_refused_create_never_deletes_what_was_there_before(
+    sm: Any, clock: Any, operation: str, names_given: dict[str, str], ours: tuple[str, ...]
+) -> None:
+    # 400 "Cannot create already existing ...": that name belongs to someone else.
+    make_prior(sm)
+    exists = {"Error": {"Code": "ValidationException", "Message": "Cannot create already existing"}}
+    kwargs = {"name": "fresh", **names_given}
+    try:
+        with answering(operation, 400, exists), pytest.raises(EndpointCreationError) as info:
+            create_async_endpoint(**async_kwargs(clock=clock, sleep=clock.sleep, **kwargs))
+        assert info.value.stage == operation
+        assert info.value.removed == ours
+        assert info.value.left_behind == ()
+        assert names(sm) == (["prior"], ["prior-config"], ["prior-model"])
+    finally:
+        delete("prior", boto3_session=SESSION[0])
