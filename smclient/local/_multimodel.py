@@ -348,25 +348,41 @@ class ModelCache:
         budget = self._settings.memory_bytes
         if budget is None:
             return
-        victims = []
+        victims: list[tuple[str, _Slot]] = []
         with self._cond:
             used = sum(
                 s.size
                 for s in self._slots.values()
                 if s.state is not _State.FAILED and s is not reserved
             )
-            while used + needed > budget:
-                victim = self._lru(exclude)
-                if victim is None:
-                    if strict:
-                        raise HandlerError("Not enough memory to load the model.", 507)
+            # Pick every victim first and evict only if that makes room: a model that
+            # cannot fit (bigger than the budget, or the rest is in use) answers 507 with
+            # the cache untouched.
+            idle = sorted(
+                (s.last_used, n, s)
+                for n, s in self._slots.items()
+                if n != exclude and s.state is _State.READY and not s.in_use
+            )
+            for _, name, vslot in idle:
+                if used + needed <= budget:
                     break
-                name, vslot = victim
-                del self._slots[name]
+                victims.append((name, vslot))
                 used -= vslot.size
-                victims.append(victim)
-        for name, vslot in victims:
-            self._unload_model(name, vslot)
+            if strict and used + needed > budget:
+                raise HandlerError("Not enough memory to load the model.", 507)
+            for name, _ in victims:
+                del self._slots[name]
+        self._unload_all(victims)
+
+    def _unload_all(self, victims: list[tuple[str, _Slot]]) -> None:
+        # Every model taken out of the cache is unloaded and counted, even if one
+        # unload fails.
+        if not victims:
+            return
+        try:
+            self._unload_model(*victims[0])
+        finally:
+            self._unload_all(victims[1:])
 
     def _lru(self, exclude: str) -> tuple[str, _Slot] | None:
         idle = [

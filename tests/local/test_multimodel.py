@@ -209,6 +209,72 @@ def test_model_bigger_than_budget_is_model_error_507(root: Path, client_for: Any
         assert info.value.response["OriginalStatusCode"] == 507
 
 
+def test_model_bigger_than_budget_evicts_nothing(root: Path, client_for: Any) -> None:
+    loader = Loader()
+    with start(root, loader, memory_bytes=250, model_sizes={"big": 1000}) as local:
+        client = client_for(local.url)
+        invoke(client, "a")
+        invoke(client, "b")
+        with pytest.raises(ClientError) as info:
+            invoke(client, "big")
+        assert info.value.response["OriginalStatusCode"] == 507
+        stats = local.model_stats()
+        assert (stats["a"].loaded, stats["b"].loaded) == (True, True)
+        assert (stats["a"].unloads, stats["b"].unloads) == (0, 0)
+        assert local.hosted().model_caches()[0].memory_used() == 200
+        assert not any(m.closed for m in loader.loaded)
+
+
+def test_no_room_while_models_are_in_use_evicts_nothing(root: Path, client_for: Any) -> None:
+    entered, leave = threading.Event(), threading.Event()
+
+    class Held(Model):
+        def predict(
+            self, body: bytes, content_type: str | None, accept: str | None
+        ) -> HandlerReply:
+            entered.set()
+            assert leave.wait(WAIT)
+            return HandlerReply(b"held", "text/plain")
+
+    loaded: list[Model] = []
+
+    def load(path: Path) -> Model:
+        loaded.append(Held(path.name) if path.name == "slow" else Model(path.name))
+        return loaded[-1]
+
+    sizes = {"slow": 100, "a": 100, "c": 250}
+    settings = MultiModelSettings(memory_bytes=300, model_sizes=sizes)
+    with LocalEndpoint(name="mme", model_root=root, loader=load, multi_model=settings) as local:
+        client = client_for(local.url)
+        invoke(client, "a")
+        holder = threading.Thread(target=invoke, args=(client_for(local.url), "slow"))
+        holder.start()
+        try:
+            assert entered.wait(WAIT)  # "slow" is in use: only "a" could be evicted
+            with pytest.raises(ClientError) as info:
+                invoke(client, "c")
+            assert info.value.response["OriginalStatusCode"] == 507
+            stats = local.model_stats()
+            assert stats["a"].loaded
+            assert stats["a"].unloads == 0
+        finally:
+            leave.set()
+            holder.join(WAIT)
+        assert not loaded[0].closed
+
+
+def test_every_evicted_model_is_unloaded_and_counted(root: Path, client_for: Any) -> None:
+    loader = Loader()
+    with start(root, loader, memory_bytes=300, model_sizes={"c": 300}) as local:
+        client = client_for(local.url)
+        invoke(client, "a")
+        invoke(client, "b")
+        assert invoke(client, "c") == b"c:x"
+        stats = local.model_stats()
+        assert (stats["a"].unloads, stats["b"].unloads) == (1, 1)
+        assert [m.closed for m in loader.loaded if m.name in "ab"] == [True, True]
+
+
 def test_load_reporting_507_unloads_lru_and_retries(root: Path, client_for: Any) -> None:
     loader = Loader()
     with start(root, loader) as local:
