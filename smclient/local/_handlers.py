@@ -37,7 +37,7 @@ import os
 import sys
 import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
@@ -51,6 +51,7 @@ __all__ = [
     "SessionHandler",
     "StreamError",
     "StreamingHandler",
+    "ToolkitContext",
     "as_handler",
     "call_predict",
     "call_stream",
@@ -280,10 +281,42 @@ def load_model_dir(model_dir: Path) -> ModelHandler:
     raise HandlerError("model directory has no handler.py or inference.py (nor in code/)")
 
 
+@attrs.frozen
+class ToolkitContext:
+    """The ``context`` passed to an inference toolkit function that declares one more
+    parameter than the toolkit's own arguments (as the model server's context object):
+    ``model_dir`` (the model directory, a string), ``model_name`` (its folder's name) and
+    ``system_properties``, a dict with ``"model_dir"`` and ``"gpu_id"`` (always ``None``:
+    the local endpoint has no GPU assignment)."""
+
+    model_dir: str
+    model_name: str
+    system_properties: Mapping[str, object] = attrs.field(hash=False)
+
+
+def _call_toolkit(fn: Callable[..., Any], context: ToolkitContext, *args: Any) -> Any:
+    # As the toolkit does: every declared parameter counts (defaults included); one more
+    # than the arguments means the function takes the context last.
+    try:
+        count = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature: no context
+        return fn(*args)
+    if count == len(args):
+        return fn(*args)
+    if count == len(args) + 1:
+        return fn(*args, context)
+    name = getattr(fn, "__name__", "function")
+    raise HandlerError(
+        f"inference.py: {name} takes {count} arguments, expected {len(args)} or {len(args) + 1}"
+    )
+
+
 class ToolkitHandler:
     """Runs a SageMaker inference toolkit script: ``model_fn(model_dir)`` once, then per
     request ``transform_fn(model, body, content_type, accept)`` or
-    ``output_fn(predict_fn(input_fn(body, content_type), model), accept)``.
+    ``output_fn(predict_fn(input_fn(body, content_type), model), accept)``. Each of the
+    five gets a :class:`ToolkitContext` as last argument when it declares one parameter
+    more, as the toolkit counts them.
 
     Defaults as in the toolkit (without numpy): ``input_fn`` decodes JSON for
     ``application/json`` and UTF-8 text for ``text/*`` (else passes bytes), ``predict_fn``
@@ -296,24 +329,24 @@ class ToolkitHandler:
         if model_fn is None:
             raise HandlerError("inference.py has no model_fn")
         self._module = module
-        positional = [
-            p for p in inspect.signature(model_fn).parameters.values() if p.default is p.empty
-        ]
-        # The toolkit passes a context as second argument when model_fn declares one.
-        self._model = (
-            model_fn(str(model_dir), None) if len(positional) >= 2 else model_fn(str(model_dir))
+        self._context = ToolkitContext(
+            str(model_dir), model_dir.name, {"model_dir": str(model_dir), "gpu_id": None}
         )
+        self._model = _call_toolkit(model_fn, self._context, str(model_dir))
 
     def predict(self, body: bytes, content_type: str | None, accept: str | None) -> HandlerReply:
-        module, model = self._module, self._model
+        module, model, context = self._module, self._model, self._context
         accept = accept or "application/json"
         transform_fn = getattr(module, "transform_fn", None)
         if transform_fn is not None:
-            result = transform_fn(model, body, content_type, accept)
+            result = _call_toolkit(transform_fn, context, model, body, content_type, accept)
         else:
-            data = getattr(module, "input_fn", _default_input)(body, content_type)
-            prediction = getattr(module, "predict_fn", _default_predict)(data, model)
-            result = getattr(module, "output_fn", _default_output)(prediction, accept)
+            input_fn = getattr(module, "input_fn", _default_input)
+            predict_fn = getattr(module, "predict_fn", _default_predict)
+            output_fn = getattr(module, "output_fn", _default_output)
+            data = _call_toolkit(input_fn, context, body, content_type)
+            prediction = _call_toolkit(predict_fn, context, data, model)
+            result = _call_toolkit(output_fn, context, prediction, accept)
         if isinstance(result, tuple):
             return HandlerReply(_to_bytes(result[0]), str(result[1]))
         return HandlerReply(_to_bytes(result), accept)

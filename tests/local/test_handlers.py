@@ -154,6 +154,55 @@ def test_toolkit_defaults_and_transform_fn(tmp_path: Path) -> None:
         load_model_dir(tmp_path / "c")
 
 
+TOOLKIT_WITH_CONTEXT = """
+import json
+
+def model_fn(model_dir, context):
+    assert context.system_properties["model_dir"] == model_dir
+    return {"dir": context.model_dir}
+
+def input_fn(body, content_type, context):
+    return {"data": json.loads(body), "name": context.model_name}
+
+def predict_fn(data, model, context):
+    return {**data, "same_dir": model["dir"] == context.system_properties["model_dir"]}
+
+def output_fn(prediction, accept, context):
+    return json.dumps({**prediction, "gpu": context.system_properties["gpu_id"]}), accept
+"""
+
+
+def test_toolkit_functions_declaring_a_context_get_one(tmp_path: Path) -> None:
+    write(tmp_path / "m" / "inference.py", TOOLKIT_WITH_CONTEXT)
+    reply = call_predict(load_model_dir(tmp_path / "m"), b"[1]", "application/json", None)
+    assert json.loads(reply.body) == {"data": [1], "name": "m", "same_dir": True, "gpu": None}
+    write(
+        tmp_path / "t" / "inference.py",
+        """
+        def model_fn(model_dir):
+            return "m"
+        def transform_fn(model, body, content_type, accept, context):
+            return model + context.model_name + body.decode(), "text/plain"
+        """,
+    )
+    reply = call_predict(load_model_dir(tmp_path / "t"), b"!", None, None)
+    assert reply == HandlerReply(b"mt!", "text/plain")
+
+
+def test_toolkit_function_with_too_many_parameters_is_a_handler_error(tmp_path: Path) -> None:
+    write(
+        tmp_path / "m" / "inference.py",
+        """
+        def model_fn(model_dir):
+            return "m"
+        def predict_fn(data, model, context, extra):
+            return data
+        """,
+    )
+    with pytest.raises(HandlerError, match="predict_fn takes 4 arguments"):
+        call_predict(load_model_dir(tmp_path / "m"), b"x", None, None)
+
+
 def test_single_model_from_tar_gz(tmp_path: Path, client_for: Any) -> None:
     import io
     import tarfile
