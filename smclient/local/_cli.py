@@ -196,9 +196,12 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
             print(f"smclient local runtime listening on {runtime.url}", file=out)
             for spec in specs:
                 kind = "multi-model" if spec.is_multi_model else "single-model"
+                if spec.async_config is not None:
+                    kind += ", async"
                 print(
                     f"  endpoint {spec.name} ({kind}, {spec.instance_count} instance(s))", file=out
                 )
+            _print_aws(runtime, specs, out)
             print("Press Ctrl-C to stop.", file=out, flush=True)
             while not stop.wait(0.5):
                 pass
@@ -207,6 +210,22 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return 0
+
+
+def _print_aws(runtime: Any, specs: list[EndpointSpec], out: TextIO) -> None:
+    # Async endpoints read inputs from and write outputs to S3: users must know where
+    # that S3 is to create buckets and upload inputs (the embedded moto server's port is
+    # chosen at startup).
+    names = [s.name for s in specs if s.async_config is not None]
+    if not names:
+        return
+    from ._async_aws import EmbeddedAWS
+
+    aws = runtime.aws
+    where = aws.endpoint_url or "AWS (boto3's default endpoints)"
+    source = "embedded moto server" if isinstance(aws, EmbeddedAWS) else "configured"
+    print(f"  async endpoints: {', '.join(names)}", file=out)
+    print(f"  S3/SNS endpoint URL: {where} ({source}, region {aws.region})", file=out)
 
 
 @contextlib.contextmanager

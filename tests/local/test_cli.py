@@ -108,6 +108,47 @@ def test_serve_from_config_file(tmp_path: Path, client_for: Any) -> None:
     assert "endpoint mme (multi-model, 2 instance(s))" in served.out.getvalue()
 
 
+def test_serve_prints_where_async_endpoints_find_s3(tmp_path: Path) -> None:
+    import boto3
+
+    config = {
+        "endpoints": [
+            {
+                "name": "scorer",
+                "handler": f"{__name__}:shout",
+                "async": {"s3_output_path": "s3://cli-async-bucket/out"},
+            },
+            {"name": "echo", "handler": f"{__name__}:shout"},
+        ]
+    }
+    path = tmp_path / "local.json"
+    path.write_text(json.dumps(config))
+    with Served(["serve", "--config", str(path)]) as served:
+        text = served.out.getvalue()
+        assert "endpoint scorer (single-model, async, 1 instance(s))" in text
+        assert "  async endpoints: scorer\n" in text
+        match = re.search(r"S3/SNS endpoint URL: (http://127\.0\.0\.1:\d+) \(embedded", text)
+        assert match is not None, text
+        assert match.group(1) != served.out.url
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=match.group(1),
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        try:
+            s3.create_bucket(Bucket="cli-async-bucket")  # users can reach the embedded server
+            assert "cli-async-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        finally:
+            s3.close()
+
+
+def test_serve_without_async_prints_no_s3_url() -> None:
+    with Served(["serve", "--handler", f"demo={__name__}:shout"]) as served:
+        assert "S3/SNS" not in served.out.getvalue()
+
+
 @pytest.mark.parametrize(
     "argv",
     [
