@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ WAIT = 10.0
 def model(body: bytes, content_type: str | None, accept: str | None) -> bytes:
     if body == b"fail":
         raise HandlerError("cannot score", 422)
+    if body == b"crash":
+        raise ZeroDivisionError("secret detail")
     return b"scored:" + body
 
 
@@ -87,6 +90,28 @@ def test_async_model_error_writes_failure(runtime: LocalRuntime, client_for: Any
     wait_done(runtime, done.completed + done.failed + 1)
     bucket, key = split(response["FailureLocation"])
     assert b"422" in s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def test_async_handler_that_raises_is_a_model_error_500(
+    runtime: LocalRuntime, client_for: Any
+) -> None:
+    # What docs/local-async.md promises for "the model handler raised".
+    s3 = runtime.aws.client("s3")
+    s3.put_object(Bucket="in-bucket", Key="crash.json", Body=b"crash")
+    done = runtime.hosted("async-ep").async_stats()
+    response = client_for(runtime.url).invoke_endpoint_async(
+        EndpointName="async-ep", InputLocation="s3://in-bucket/crash.json"
+    )
+    wait_done(runtime, done.completed + done.failed + 1)
+    bucket, key = split(response["FailureLocation"])
+    failure = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert failure["errorCode"] == "ModelError"
+    assert failure["failureReason"].startswith(
+        "ClientError: Received server error (500) from model."
+    )
+    assert failure["originalStatusCode"] == 500
+    assert failure["originalMessage"] == "The model raised ZeroDivisionError."
+    assert "secret" not in json.dumps(failure)
 
 
 @pytest.mark.parametrize(
