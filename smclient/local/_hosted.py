@@ -187,12 +187,19 @@ class HostedEndpoint:
         return self._rr.next()
 
     def _run(
-        self, instance: int, request: InvocationRequest, fn: Callable[[ModelHandler], HandlerReply]
+        self,
+        instance: int,
+        request: InvocationRequest,
+        fn: Callable[[ModelHandler], HandlerReply],
+        *,
+        timed: bool = True,
     ) -> HandlerReply:
+        """Runs ``fn`` on ``instance``, bounded by the spec's ``invocation_timeout`` unless
+        ``timed`` is false (async calls: the worker applies ``InvocationTimeoutSeconds``)."""
         counters = self._counters[instance]
         with self._lock:
             counters.invocations += 1
-        fn = self._timed.wrap(fn, self.spec.invocation_timeout)
+        fn = self._timed.wrap(fn, self.spec.invocation_timeout if timed else None)
         try:
             if self._caches:
                 assert request.target_model is not None
@@ -340,6 +347,9 @@ class HostedEndpoint:
                 lambda h: call_predict(
                     h, body, request.content_type, request.accept, **self._optional(fake, None)
                 ),
+                # The real-time limit does not apply: async invocations may run up to
+                # their InvocationTimeoutSeconds (default 900 s), enforced by the worker.
+                timed=False,
             )
         except ServiceError as exc:
             status = int(exc.fields.get("OriginalStatusCode", exc.status))  # type: ignore[call-overload]

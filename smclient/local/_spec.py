@@ -41,7 +41,8 @@ class EndpointSpec:
     ``invocation_timeout``: seconds a model may take to answer before the caller gets the
     service's timeout ``ModelError`` (default 60, SageMaker's limit; ``None``: no limit,
     the model runs on the connection's own thread; on a timeout the handler itself keeps
-    running, as a container would).
+    running, as a container would). Async invocations are bounded by their
+    ``InvocationTimeoutSeconds`` instead.
 
     .. versionadded:: 0.1.0
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +26,15 @@ def model(body: bytes, content_type: str | None, accept: str | None) -> bytes:
     return b"scored:" + body
 
 
+ENTERED, RELEASE = threading.Event(), threading.Event()
+
+
+def slow(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+    ENTERED.set()
+    assert RELEASE.wait(WAIT)
+    return b"slow:" + body
+
+
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
     settings = AsyncSettings(
@@ -33,6 +43,8 @@ def runtime() -> Iterator[LocalRuntime]:
     specs = [
         EndpointSpec("async-ep", handler=model, async_config=settings),
         EndpointSpec("realtime", handler=model),
+        # a tiny real-time limit that async invocations must not be held to
+        EndpointSpec("async-slow", handler=slow, async_config=settings, invocation_timeout=0.05),
     ]
     with LocalRuntime(specs) as rt:
         s3 = rt.aws.client("s3")
@@ -45,10 +57,10 @@ def runtime() -> Iterator[LocalRuntime]:
             answer.read()
 
 
-def wait_done(runtime: LocalRuntime, count: int) -> None:
+def wait_done(runtime: LocalRuntime, count: int, name: str = "async-ep") -> None:
     deadline = time.monotonic() + WAIT
     while True:
-        stats = runtime.hosted("async-ep").async_stats()
+        stats = runtime.hosted(name).async_stats()
         if stats.completed + stats.failed >= count:
             return
         assert time.monotonic() < deadline, stats
@@ -112,6 +124,27 @@ def test_async_handler_that_raises_is_a_model_error_500(
     assert failure["originalStatusCode"] == 500
     assert failure["originalMessage"] == "The model raised ZeroDivisionError."
     assert "secret" not in json.dumps(failure)
+
+
+def test_async_invocation_is_not_held_to_the_real_time_limit(
+    runtime: LocalRuntime, client_for: Any
+) -> None:
+    s3 = runtime.aws.client("s3")
+    s3.put_object(Bucket="in-bucket", Key="slow.json", Body=b"late")
+    ENTERED.clear()
+    RELEASE.clear()
+    try:
+        response = client_for(runtime.url).invoke_endpoint_async(
+            EndpointName="async-slow", InputLocation="s3://in-bucket/slow.json"
+        )
+        assert ENTERED.wait(WAIT)
+        time.sleep(0.15)  # three times the endpoint's 0.05 s real-time invocation_timeout
+    finally:
+        RELEASE.set()
+    wait_done(runtime, 1, "async-slow")
+    assert runtime.hosted("async-slow").async_stats().completed == 1
+    bucket, key = split(response["OutputLocation"])
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"slow:late"
 
 
 @pytest.mark.parametrize(
