@@ -355,6 +355,12 @@ class _HTTPServer(http.server.HTTPServer):
         return [t.name for t in threads if t.is_alive()]
 
 
+def connect_host(bound: str) -> str:
+    """The address a local client connects to for a server bound to ``bound``: itself,
+    or loopback for the wildcard ``0.0.0.0`` / ``""``."""
+    return "127.0.0.1" if bound in ("", "0.0.0.0") else bound
+
+
 class LoopbackServer:
     """Serves an :class:`Application` on ``host``:``port`` (default 127.0.0.1, a free port)."""
 
@@ -383,7 +389,7 @@ class LoopbackServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                with socket.create_connection(self._ping_address(), timeout=1.0) as s:
                     s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     if s.recv(12).startswith(b"HTTP/1.1 200"):
                         return
@@ -393,6 +399,11 @@ class LoopbackServer:
                 self.close()
                 raise TimeoutError(f"local endpoint did not start within {timeout} s")
             time.sleep(0.01)
+
+    def _ping_address(self) -> tuple[str, int]:
+        # The readiness check goes to the address actually bound (e.g. 127.0.0.2); a
+        # wildcard bind is reached on loopback.
+        return connect_host(str(self._httpd.server_address[0])), self.port
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stops accepting and cuts every connection, without waiting for the requests

@@ -326,6 +326,23 @@ def test_no_invocation_timeout_runs_the_model_on_the_connection_thread(client_fo
     assert names[1].startswith("smclient-local-conn")
 
 
+@pytest.mark.usefixtures("no_thread_leak")
+def test_starts_on_another_loopback_address(client_for: Any) -> None:
+    spec = EndpointSpec("plain", handler=lambda body, ct, accept: body[::-1])
+    with LocalRuntime([spec], host="127.0.0.2", startup_timeout=2.0) as rt:
+        assert rt.url.startswith("http://127.0.0.2:")
+        response = client_for(rt.url).invoke_endpoint(EndpointName="plain", Body=b"ab")
+        assert response["Body"].read() == b"ba"
+
+
+def test_readiness_check_address() -> None:
+    from smclient.local._server import connect_host
+
+    assert connect_host("0.0.0.0") == "127.0.0.1"
+    assert connect_host("") == "127.0.0.1"
+    assert connect_host("127.0.0.2") == "127.0.0.2"
+
+
 def chunked(*chunks: bytes) -> bytes:
     return b"".join(b"%X\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
 
