@@ -206,6 +206,9 @@ def test_a_container_that_dies_mid_check_fails_without_hanging() -> None:
     assert rows["connection"].result == "FAIL"
     assert "stopped answering" in rows["connection"].detail
     assert "unload" not in rows
+    # as docs/container-check.md says: the last row, the only failure
+    assert list(rows)[-1] == "connection"
+    assert [name for name, row in rows.items() if row.result == "FAIL"] == ["connection"]
     assert elapsed < 5.0
 
 
