@@ -238,7 +238,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         # whole body before yielding the first event.
         faults = result.faults or StreamFaults()
         if faults.stall_before_response:
-            faults.stall()
+            faults.stall(self.server.aborting)
         self.send_response(200)
         self.send_header("x-amzn-RequestId", request_id)
         self.send_header("Content-Type", _eventstream.CONTENT_TYPE)
@@ -254,7 +254,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         try:
             for event in result.events:
                 if sent == faults.stall_after_events:
-                    faults.stall()
+                    faults.stall(self.server.aborting)
                 if faults.cut_after_events is not None and sent >= faults.cut_after_events:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -298,6 +298,8 @@ class _HTTPServer(http.server.HTTPServer):
         self._threads: set[threading.Thread] = set()
         self._connections: set[socket.socket] = set()
         self._closing = False
+        # Set at shutdown: wakes injected stream stalls (StreamFaults) at once.
+        self.aborting = threading.Event()
         super().__init__(address, _RequestHandler)
 
     def server_bind(self) -> None:
@@ -338,6 +340,7 @@ class _HTTPServer(http.server.HTTPServer):
     def cut_all(self) -> None:
         """Refuses new connections and shuts down every open one (idle keep-alive ones
         return from their read at once)."""
+        self.aborting.set()
         with self._lock:
             self._closing = True
             connections = list(self._connections)

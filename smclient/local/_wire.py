@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
@@ -133,8 +134,8 @@ class StreamFaults:
     - ``cut_after_events``: the connection is cut before the next event (the client sees
       ``urllib3.exceptions.ProtocolError`` while iterating);
     - ``stall_after_events``: the server pauses before the next event until
-      ``stall_release`` is set or ``stall_timeout`` seconds pass (the client's read timeout
-      fires first: ``urllib3.exceptions.ReadTimeoutError``);
+      ``stall_release`` is set, the server shuts down or ``stall_timeout`` seconds pass (the
+      client's read timeout fires first: ``urllib3.exceptions.ReadTimeoutError``);
     - ``stall_before_response``: the same pause before the status line (botocore raises
       ``ReadTimeoutError`` from the call itself);
     - ``internal_failure_after_events``: the stream ends with an ``InternalStreamFailure``
@@ -150,9 +151,19 @@ class StreamFaults:
     stall_release: threading.Event | None = None
     stall_timeout: float = 10.0
 
-    def stall(self) -> None:
-        """Pauses until ``stall_release`` is set or ``stall_timeout`` passes."""
-        (self.stall_release or threading.Event()).wait(self.stall_timeout)
+    def stall(self, abort: threading.Event | None = None) -> None:
+        """Pauses until ``stall_release`` is set, ``abort`` is set (the server shuts
+        down) or ``stall_timeout`` passes."""
+        abort = abort or threading.Event()
+        if self.stall_release is None:
+            abort.wait(self.stall_timeout)
+            return
+        # Two events to wait on: check the abort between short waits on the release.
+        deadline = time.monotonic() + self.stall_timeout
+        while not abort.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stall_release.wait(min(remaining, 0.02)):
+                return
 
 
 @attrs.frozen

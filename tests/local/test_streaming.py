@@ -281,3 +281,30 @@ def test_frames_round_trip_through_botocore_decoder() -> None:
 def test_bad_header_is_refused() -> None:
     with pytest.raises(ValueError, match="too long"):
         encode_message([("x" * 256, "v")], b"")
+
+
+@pytest.mark.parametrize("release", [None, threading.Event()], ids=["no-release", "release"])
+def test_shutdown_wakes_a_stalled_stream(release: threading.Event | None) -> None:
+    import socket
+    import time
+
+    faults = StreamFaults(stall_before_response=True, stall_release=release, stall_timeout=3.0)
+    spec = EndpointSpec("stalled", handler=Streamer(), stream_faults=faults)
+    rt = LocalRuntime([spec], shutdown_timeout=3.0).start()
+    host, port = rt.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=WAIT) as conn:
+        try:
+            conn.sendall(
+                b"POST /endpoints/stalled/invocations-response-stream HTTP/1.1\r\n"
+                b"Host: x\r\nContent-Length: 1\r\n\r\na"
+            )
+            deadline = time.monotonic() + WAIT
+            while rt.hosted().status()["instances"][0]["invocations"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        finally:
+            start = time.monotonic()
+            leftovers = rt.close()
+            elapsed = time.monotonic() - start
+    assert leftovers == []
+    assert elapsed < 1.5  # not the 3 s stall_timeout
