@@ -219,6 +219,8 @@ class HostedEndpoint:
         if isinstance(exc, HandlerError):
             return ServiceError.model_error(self.spec.name, exc.status_code, exc.message)
         _log.warning("local endpoint %s: handler raised %s", self.spec.name, type(exc).__name__)
+        # The traceback only at DEBUG, opted into: the exception's text may hold data.
+        _log.debug("local endpoint %s: handler traceback", self.spec.name, exc_info=exc)
         return ServiceError.model_error(
             self.spec.name, 500, f"The model raised {type(exc).__name__}."
         )

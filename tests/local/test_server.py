@@ -343,6 +343,24 @@ def test_readiness_check_address() -> None:
     assert connect_host("127.0.0.2") == "127.0.0.2"
 
 
+def test_handler_traceback_is_logged_at_debug_only(
+    runtime: Any, client_for: Any, caplog: Any
+) -> None:
+    import logging
+
+    client = client_for(runtime.url)
+    with caplog.at_level(logging.WARNING, logger="smclient.local"):
+        error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"crash"))
+    assert [r.exc_info for r in caplog.records if r.name == "smclient.local"] == [None]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="smclient.local"):
+        error_of(lambda: client.invoke_endpoint(EndpointName="echo", Body=b"crash"))
+    traced = [r for r in caplog.records if r.exc_info and r.levelno == logging.DEBUG]
+    assert len(traced) == 1
+    assert traced[0].exc_info is not None
+    assert traced[0].exc_info[0] is ZeroDivisionError
+
+
 def chunked(*chunks: bytes) -> bytes:
     return b"".join(b"%X\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
 
