@@ -106,20 +106,25 @@ def _import(path: str) -> object:
     return obj
 
 
-def _spec(entry: dict[str, Any]) -> EndpointSpec:
+def _spec(entry: object) -> EndpointSpec:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"an endpoint must be a JSON object, got {entry!r}")
     entry = dict(entry)
+    name = entry.get("name")
     if "handler" in entry and isinstance(entry["handler"], str):
         entry["handler"] = _import(entry["handler"])
-    if isinstance(entry.get("multi_model"), dict):
-        entry["multi_model"] = MultiModelSettings(**entry["multi_model"])
-    if isinstance(entry.get("async"), dict):
-        from ._async import AsyncSettings
-
-        entry["async_config"] = AsyncSettings(**entry.pop("async"))
+    # Unknown keys (TypeError) and bad values (ValueError) in any part of the entry are
+    # the user's description, not a failure to start: exit status 2, endpoint named.
     try:
+        if isinstance(entry.get("multi_model"), dict):
+            entry["multi_model"] = MultiModelSettings(**entry["multi_model"])
+        if isinstance(entry.get("async"), dict):
+            from ._async import AsyncSettings
+
+            entry["async_config"] = AsyncSettings(**entry.pop("async"))
         return EndpointSpec(**entry)
-    except TypeError as exc:
-        raise ConfigError(f"endpoint {entry.get('name')!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"endpoint {name!r}: {exc}") from None
 
 
 def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpec]]:
@@ -131,7 +136,10 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpe
             raise ConfigError(f"cannot read {args.config}: {exc}") from None
         if not isinstance(config, dict):
             raise ConfigError("the config file must hold a JSON object")
-    entries = list(config.get("endpoints", []))
+    endpoints = config.get("endpoints", [])
+    if not isinstance(endpoints, list):
+        raise ConfigError("'endpoints' must be a JSON list")
+    entries: list[object] = list(endpoints)
     for option, field in _SHORTHANDS.items():
         for value in getattr(args, option):
             name, sep, target = value.partition("=")
@@ -179,7 +187,9 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
 
         aws = AWSConnection(config["aws_endpoint_url"], config.get("aws_region", "us-east-1"))
     host = args.host or config.get("host", "127.0.0.1")
-    port = args.port if args.port is not None else int(config.get("port", 0))
+    port = args.port if args.port is not None else config.get("port", 0)
+    if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"bad host/port: {host!r}, {port!r}")
     stop = stop or threading.Event()
     if args.shutdown_timeout < 0:
         raise ConfigError("--shutdown-timeout must be >= 0 seconds")

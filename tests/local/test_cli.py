@@ -176,6 +176,30 @@ def test_bad_config_files(tmp_path: Path, capsys: Any) -> None:
     assert "colour" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ({"endpoints": [{"name": "m", "model_root": ".", "multi_model": {"window": 1}}]}, "'m'"),
+        ({"endpoints": [{"name": "a", "handler": "json:dumps", "async": {"bucket": 1}}]}, "'a'"),
+        ({"endpoints": [{"name": "a", "handler": "json:dumps", "instance_count": "2"}]}, "'a'"),
+        ({"endpoints": {"name": "a"}}, "must be a JSON list"),
+        ({"endpoints": ["a"]}, "must be a JSON object"),
+        ({"port": "http", "endpoints": [{"name": "a", "handler": "json:dumps"}]}, "port"),
+        ({"port": 70000, "endpoints": [{"name": "a", "handler": "json:dumps"}]}, "port"),
+    ],
+)
+def test_bad_config_values_exit_2(
+    tmp_path: Path, capsys: Any, config: dict[str, Any], fragment: str
+) -> None:
+    path = tmp_path / "local.json"
+    path.write_text(json.dumps(config))
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("smclient local: error:")
+    assert fragment in err
+    assert "Traceback" not in err
+
+
 def test_model_that_fails_to_load_exits_1(tmp_path: Path, capsys: Any) -> None:
     assert main(["serve", "--model", f"m={tmp_path}"]) == 1
     assert "cannot start" in capsys.readouterr().err
