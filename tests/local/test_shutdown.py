@@ -140,3 +140,56 @@ def test_negative_shutdown_timeout_is_a_usage_error(capsys: Any) -> None:
 
     assert main(["serve", "--handler", "x=json:dumps", "--shutdown-timeout", "-1"]) == 2
     assert "shutdown-timeout" in capsys.readouterr().err
+
+
+def read_until(stream: Any, text: str) -> None:
+    while True:
+        line = stream.readline()
+        assert line, f"the process ended before printing {text!r}"
+        if text in line:
+            return
+
+
+def stuck_announced(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+    print("handler entered", flush=True)
+    return stuck(body, content_type, accept)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_second_sigterm_ends_a_shutdown_stuck_on_a_handler() -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from smclient.local._cli import main; sys.exit(main(sys.argv[1:]))",
+            "serve",
+            "--handler",
+            f"stuck={__name__}:stuck_announced",
+            "--shutdown-timeout",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = first.rsplit(" ", 1)[-1].strip()
+        host, port = url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+        conn.request("POST", "/endpoints/stuck/invocations", b"x")
+        read_until(proc.stdout, "handler entered")  # past the endpoint lines
+        proc.send_signal(signal.SIGTERM)
+        read_until(proc.stdout, "shutting down")
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)  # shutdown now waits up to 30 s: force it
+        assert proc.wait(WAIT) == 130
+        assert time.monotonic() - start < WAIT
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=WAIT)
