@@ -399,3 +399,27 @@ def test_request_retries_stop_at_the_deadline(ep: Any, clock: Any) -> None:
         p.wait_one(handle(ep, 1), timeout=0)  # only the last look: no time to retry
     assert fake.calls["ListObjectsV2"] == 1
     assert clock.sleeps == []
+
+
+def test_a_listing_that_repeats_its_token_ends() -> None:
+    from smclient._asyncinference._s3 import find
+    from smclient._retry import RetryPolicy
+
+    class Looping:
+        calls = 0
+
+        def list_objects_v2(self, **params: Any) -> dict[str, Any]:
+            self.calls += 1
+            assert self.calls < 10, "listed forever"
+            return {
+                "Contents": [{"Key": "out/a.out", "Size": 3}],
+                "IsTruncated": True,
+                "NextContinuationToken": "same",
+            }
+
+    s3 = Looping()
+    found, pages = find(
+        s3, "bucket", "out/", {"out/a.out"}, endpoint="e", policy=RetryPolicy.never()
+    )
+    assert found == {"out/a.out": 3}
+    assert pages == 2

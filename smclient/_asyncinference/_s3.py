@@ -112,8 +112,10 @@ def find(
         for item in page.get("Contents") or ():
             if item["Key"] in wanted:
                 found[item["Key"]] = item.get("Size")
+        previous = token
         token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-        if not token:
+        # An S3-compatible store that repeats its token would otherwise be listed forever.
+        if not token or token == previous:
             return found, pages
 
 
