@@ -34,10 +34,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._multimodel import MultiModelSettings
 from ._spec import EndpointSpec
+from .multimodel._cache import MultiModelSettings
 
-__all__ = ["main"]
+__all__ = ["run_cli"]
 
 _SHORTHANDS = {
     "handler": "handler",
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-container", help="check a running container against the multi-model contract"
     )
-    from ._check import add_arguments
+    from .containers._check import add_arguments
 
     add_arguments(check)
     return parser
@@ -119,7 +119,7 @@ def _spec(entry: object) -> EndpointSpec:
         if isinstance(entry.get("multi_model"), dict):
             entry["multi_model"] = MultiModelSettings(**entry["multi_model"])
         if isinstance(entry.get("async"), dict):
-            from ._async import AsyncSettings
+            from .async_inference._worker import AsyncSettings
 
             entry["async_config"] = AsyncSettings(**entry.pop("async"))
         return EndpointSpec(**entry)
@@ -183,7 +183,7 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
     config, specs = _entries(args)
     aws = None
     if config.get("aws_endpoint_url"):
-        from ._async import AWSConnection
+        from .async_inference._worker import AWSConnection
 
         aws = AWSConnection(config["aws_endpoint_url"], config.get("aws_region", "us-east-1"))
     host = args.host or config.get("host", "127.0.0.1")
@@ -229,7 +229,7 @@ def _print_aws(runtime: Any, specs: list[EndpointSpec], out: TextIO) -> None:
     names = [s.name for s in specs if s.async_config is not None]
     if not names:
         return
-    from ._async_aws import EmbeddedAWS
+    from .async_inference._aws import EmbeddedAWS
 
     aws = runtime.aws
     where = aws.endpoint_url or "AWS (boto3's default endpoints)"
@@ -257,11 +257,16 @@ def _closing(runtime: Any, out: TextIO) -> Iterator[None]:
             )
 
 
-def main(
+def run_cli(
     argv: Sequence[str], *, out: TextIO | None = None, stop: threading.Event | None = None
 ) -> int:
-    """Runs ``smclient local <argv>``; returns the exit status. ``stop`` ends ``serve``
-    (besides Ctrl-C / SIGTERM)."""
+    """Runs ``smclient local <argv>`` (``serve`` or ``check-container``) and returns its
+    exit status: 0 done, 1 could not start or a check failed, 2 bad arguments or config,
+    130 interrupted twice. ``out`` receives what the command prints (default stdout);
+    ``stop``, when set, ends ``serve`` like Ctrl-C / SIGTERM.
+
+    .. versionadded:: 0.2.0
+    """
     out = out or sys.stdout
     try:
         args = _parser().parse_args(list(argv))
@@ -269,7 +274,7 @@ def main(
         return int(exc.code or 0)
     try:
         if args.command == "check-container":
-            from ._check import run_from_args
+            from .containers._check import run_from_args
 
             return run_from_args(args, out=out)
         return serve(args, out=out, stop=stop)

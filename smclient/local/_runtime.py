@@ -17,15 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Self
 
-from ._hosted import HostedEndpoint
-from ._multimodel import ModelStats
-from ._server import LoopbackServer
-from ._sessions import LocalSessionInfo
+from ._endpoint import HostedEndpoint
 from ._spec import EndpointSpec
-from ._wire import AsyncResult, InvocationRequest, InvocationResult, ServiceError, StreamResult
+from .multimodel._cache import ModelStats
+from .server._http import LoopbackServer
+from .server._wire import (
+    AsyncResult,
+    InvocationRequest,
+    InvocationResult,
+    ServiceError,
+    StreamResult,
+)
+from .sessions._store import LocalSessionInfo
 
 if TYPE_CHECKING:
-    from .._endpoint import Endpoint
+    from smclient import Endpoint
 
 __all__ = ["LocalEndpoint", "LocalRuntime"]
 
@@ -79,7 +85,7 @@ class LocalRuntime:
             self._tmp = tempfile.TemporaryDirectory(prefix="smclient-local-")
             aws = self._aws
             if aws is None and any(s.async_config is not None for s in self._specs):
-                from ._async import EmbeddedAWS
+                from .async_inference._worker import EmbeddedAWS
 
                 self._embedded = EmbeddedAWS()
                 self._embedded.__enter__()
@@ -161,8 +167,7 @@ class LocalRuntime:
     def endpoint(self, name: str | None = None, **kwargs: Any) -> Endpoint:
         """A :class:`smclient.Endpoint` for the endpoint ``name`` (default: the only one),
         unsigned, region ``us-east-1``; ``kwargs`` go to ``Endpoint`` (e.g. ``retry``)."""
-        from .._clients import ClientConfig
-        from .._endpoint import Endpoint
+        from smclient import ClientConfig, Endpoint
 
         name = self._default_name(name)
         kwargs.setdefault("config", ClientConfig(sign_requests=False))

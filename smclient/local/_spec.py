@@ -11,9 +11,9 @@ from typing import Any
 
 import attrs
 
-from ._multimodel import MultiModelSettings
-from ._sessions import DEFAULT_SESSION_TTL
-from ._wire import StreamFaults
+from .multimodel._cache import MultiModelSettings
+from .server._wire import StreamFaults
+from .sessions._store import DEFAULT_SESSION_TTL
 
 __all__ = ["EndpointSpec"]
 

@@ -36,6 +36,7 @@ def test_exported_names() -> None:
         "StreamingHandler",
         "check_container",
         "run_check",
+        "run_cli",
     ]
 
 

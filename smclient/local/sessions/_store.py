@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._wire import ServiceError
+from ..server._wire import ServiceError
 
 __all__ = [
     "DEFAULT_SESSION_TTL",

@@ -1,40 +1,26 @@
-"""Where models come from: a folder of model directories/archives, or a bring-your-own
-container already running at a URL.
+"""Models of a bring-your-own container already running at a URL.
 
-Folder: :class:`DirectoryModelLoader` maps ``TargetModel`` to a directory or ``.tar.gz``.
-Container, single-model contract: ``/invocations`` wrapped as a handler. Multi-model: a
-:class:`~smclient.local._multimodel.ModelLoader` whose loads are ``POST /models`` (409
-"already loaded" counts as loaded, 507 makes the cache unload idle models and retry) and
-whose unloads are ``DELETE /models/{name}``; an invoke answering 404 makes the cache
-reload the model and try again, 507 unload others and try again, as SageMaker does.
+Single-model contract: ``/invocations`` wrapped as a handler (:class:`ContainerSingle`).
+Multi-model: a :class:`~smclient.local.multimodel._cache.ModelLoader` whose loads are
+``POST /models`` (409 "already loaded" counts as loaded, 507 makes the cache unload idle
+models and retry) and whose unloads are ``DELETE /models/{name}``; an invoke answering
+404 makes the cache reload the model and try again, 507 unload others and try again, as
+SageMaker does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._handlers import (
-    HandlerError,
-    HandlerReply,
-    as_handler,
-    disk_size,
-    load_model_dir,
-    unpack_archive,
-)
-from ._multimodel import LoadedModel, ModelGone
-from ._wire import ServiceError
+from ..hosting._handlers import HandlerError, HandlerReply
+from ..multimodel._cache import LoadedModel, ModelGone
+from ..server._wire import ServiceError
+from ._client import ContainerError, ContainerTimeoutError, ContainerUnreachableError
 
-__all__ = [
-    "ContainerModelLoader",
-    "ContainerSingle",
-    "DirectoryModelLoader",
-    "container_model_name",
-]
+__all__ = ["ContainerModelLoader", "ContainerSingle", "container_model_name"]
 
 
 def container_model_name(target_model: str) -> str:
@@ -55,7 +41,6 @@ def _reply(response: Any, accept: str | None) -> HandlerReply:
 
 
 def _unreachable(exc: Exception) -> Exception:
-    from ._container import ContainerTimeoutError
 
     if isinstance(exc, ContainerTimeoutError):  # the model may have run: not retryable
         return HandlerError("The container did not answer in time.", 504)
@@ -75,7 +60,6 @@ class ContainerSingle:
         accept: str | None,
         custom_attributes: str | None = None,
     ) -> HandlerReply:
-        from ._container import ContainerUnreachableError
 
         try:
             response = self._client.invoke_single(
@@ -101,7 +85,6 @@ class _ContainerModel:
         custom_attributes: str | None = None,
         target_model: str | None = None,
     ) -> HandlerReply:
-        from ._container import ContainerUnreachableError
 
         try:
             response = self._client.invoke(
@@ -133,7 +116,6 @@ class ContainerModelLoader:
         return 0
 
     def load(self, target_model: str) -> LoadedModel:
-        from ._container import ContainerError, ContainerUnreachableError
 
         name = container_model_name(target_model)
         if self._root is not None:
@@ -155,59 +137,9 @@ class ContainerModelLoader:
         return LoadedModel(_ContainerModel(self._client, name), 0)
 
     def unload(self, target_model: str, model: LoadedModel) -> None:
-        from ._container import ContainerError
 
         try:
             self._client.unload(container_model_name(target_model))
         except ContainerError as exc:
             if exc.status != 404:  # 404: already gone
                 raise
-
-
-class DirectoryModelLoader:
-    """Models from a root folder: ``TargetModel`` names a directory or a ``.tar.gz`` under
-    ``root`` (archives are unpacked once into ``workdir``); ``load`` builds the handler
-    (default :func:`load_model_dir`). A handler's optional ``close()`` runs on unload."""
-
-    def __init__(
-        self,
-        root: Path,
-        workdir: Path,
-        load: Callable[[Path], Any] = load_model_dir,
-    ) -> None:
-        self._root = root.resolve()
-        self._workdir = workdir
-        self._load = load
-        self._unpack_lock = threading.Lock()
-
-    def resolve(self, target_model: str) -> Path:
-        path = (self._root / target_model).resolve()
-        inside = path == self._root or self._root in path.parents
-        if not inside or path == self._root or not path.exists():
-            raise ServiceError.validation(
-                f"Failed to download model data(prefix: {self._root.name}/, key: {target_model})."
-                " Please ensure that there is an object located at the URL."
-            )
-        return path
-
-    def estimate_size(self, target_model: str) -> int:
-        return disk_size(self.resolve(target_model))
-
-    def load(self, target_model: str) -> LoadedModel:
-        path = self.resolve(target_model)
-        if path.is_file():
-            dest = self._workdir / hashlib.sha256(target_model.encode()).hexdigest()[:32]
-            with self._unpack_lock:  # several instances may load the same archive
-                if not (dest / ".unpacked").exists():
-                    unpack_archive(path, dest)
-                    (dest / ".unpacked").touch()
-            path = dest
-        handler = as_handler(self._load(path))
-        declared = getattr(handler, "memory_bytes", None)
-        size = declared if isinstance(declared, int) else disk_size(path)
-        return LoadedModel(handler, size)
-
-    def unload(self, target_model: str, model: LoadedModel) -> None:
-        close = getattr(model.handler, "close", None)
-        if callable(close):
-            close()

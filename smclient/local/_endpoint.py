@@ -11,7 +11,10 @@ from typing import Any
 
 import attrs
 
-from ._handlers import (
+from ._spec import EndpointSpec
+from .async_inference._request import async_request
+from .hosting._calls import StartedStream, TimedCalls
+from .hosting._handlers import (
     HandlerError,
     HandlerReply,
     ModelHandler,
@@ -20,18 +23,16 @@ from ._handlers import (
     load_model_dir,
     unpack_archive,
 )
-from ._multimodel import ModelCache, ModelLoader
-from ._routes import StartedStream, TimedCalls, async_request
-from ._sessions import LocalSessionInfo, RoundRobin, SessionStore, is_close_request
-from ._sources import DirectoryModelLoader
-from ._spec import EndpointSpec
-from ._wire import (
+from .multimodel._cache import ModelCache, ModelLoader
+from .multimodel._folder import DirectoryModelLoader
+from .server._wire import (
     AsyncResult,
     InvocationRequest,
     InvocationResult,
     ServiceError,
     StreamResult,
 )
+from .sessions._store import LocalSessionInfo, RoundRobin, SessionStore, is_close_request
 
 __all__ = ["HostedEndpoint"]
 
@@ -77,19 +78,19 @@ class HostedEndpoint:
                 path = self._workdir / "model"
             self._handler = as_handler(load(path))
         elif spec.container_url is not None:
-            from ._container import ContainerClient
+            from .containers._client import ContainerClient
 
             self._client = ContainerClient(spec.container_url, timeout=spec.container_timeout)
             if not self._client.ping():
                 raise RuntimeError(f"the container at {spec.container_url} failed /ping")
             if not spec.container_multi_model:
-                from ._sources import ContainerSingle
+                from .containers._sources import ContainerSingle
 
                 self._handler = ContainerSingle(self._client)
         for _ in range(spec.instance_count if spec.is_multi_model else 0):
             loader: ModelLoader
             if self._client is not None:
-                from ._sources import ContainerModelLoader
+                from .containers._sources import ContainerModelLoader
 
                 root = Path(spec.model_root) if spec.model_root is not None else None
                 loader = ContainerModelLoader(self._client, root)
@@ -98,7 +99,7 @@ class HostedEndpoint:
                 loader = DirectoryModelLoader(Path(spec.model_root), self._workdir, load)
             self._caches.append(ModelCache(loader, spec.multi_model, endpoint_name=spec.name))
         if spec.async_config is not None:
-            from ._async import AsyncWorker
+            from .async_inference._worker import AsyncWorker
 
             self._worker = AsyncWorker(
                 spec.name, spec.async_config, self._invoke_for_async, aws=self._aws
@@ -319,7 +320,7 @@ class HostedEndpoint:
             raise ServiceError.validation(
                 f"Endpoint {self.spec.name} is not configured for asynchronous inference."
             )
-        from ._async import AsyncRequestError
+        from .async_inference._worker import AsyncRequestError
 
         try:
             accepted = self._worker.submit(async_request(headers))
@@ -332,7 +333,7 @@ class HostedEndpoint:
         )
 
     def _invoke_for_async(self, body: bytes, request: Any) -> Any:
-        from ._async import ModelReply
+        from .async_inference._worker import ModelReply
 
         fake = InvocationRequest(
             endpoint_name=self.spec.name,
