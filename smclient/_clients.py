@@ -214,7 +214,13 @@ class ClientFactory:
         from ._fasthttp import FastTransport, Signer, capture_template
         from ._transport import proxied
 
-        template = capture_template(client)
+        # On a client of its own: the user's client may carry a Stubber or handlers that
+        # would answer (or refuse) the probe when transport="fast" is forced.
+        probe = self._build("sagemaker-runtime")
+        try:
+            template = capture_template(probe)
+        finally:
+            probe.close()
         if proxied(f"{template.scheme}://{template.host}"):
             return None
         session = self._sessions["sagemaker-runtime"]

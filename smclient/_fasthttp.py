@@ -274,6 +274,9 @@ class FastTransport:
         self._signer = signer
         self._url = f"{template.scheme}://{template.host}{template.prefix}"
         context = _ssl_context(ca_bundle) if template.scheme == "https" else None
+        from botocore.compat import HAS_CRT
+
+        self._crt = bool(HAS_CRT) and signer is not None
         self._pool = _Pool(template, context, connect_timeout, read_timeout, max_pool_connections)
 
     @property
@@ -289,8 +292,15 @@ class FastTransport:
         trace = os.environ.get("_X_AMZN_TRACE_ID")
         if trace and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
             headers.append(("X-Amzn-Trace-Id", trace))  # botocore's recursion detection
+        if self._crt:
+            # botocore signs with awscrt when it is installed, and that signer adds a
+            # lowercase host header then the token before the date (the same signature).
+            headers.append(("host", t.host))
         if self._signer is not None:
-            headers += self._signer.sign(path, t.host, signed, request.body, now)
+            added = self._signer.sign(path, t.host, signed, request.body, now)
+            if self._crt and len(added) == 3:
+                added = [added[1], added[0], added[2]]
+            headers += added
         headers.append(("amz-sdk-invocation-id", str(uuid.uuid4())))
         if t.sdk_request:
             headers.append(("amz-sdk-request", t.sdk_request))
@@ -313,7 +323,7 @@ class FastTransport:
                 except OSError as exc:
                     raise bce.EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
             try:
-                conn.putrequest("POST", path)
+                conn.putrequest("POST", path, skip_host=self._crt)
                 for name, value in headers:
                     conn.putheader(name, value)
                 conn.endheaders(request.body)
