@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import _validation as check
 from .._codecs import JSON, Codec
 from .._errors import InvalidInputError, ServiceError, SMClientError
+from .._request import build_async
 from .._retry import RetryPolicy, run
 from . import _checks as limits
 from ._handle import AsyncInvocation, codec_name
@@ -118,26 +119,19 @@ def submit(
         _upload(endpoint, policy, bucket, key, data, stream, chosen_type)
         uploaded = (bucket, key)
         location = f"s3://{bucket}/{key}"
-    params = {"EndpointName": endpoint.name, "InputLocation": location}
-    params.update({k: v for k, v in headers.items() if v is not None})
+    request = build_async(endpoint.name, {**headers, "InputLocation": location})
     runtime = endpoint.client("sagemaker-runtime")
     submitted = time.time()
     try:
-        response, outcome = run(
-            policy,
-            lambda: runtime.invoke_endpoint_async(**params),
-            endpoint=endpoint.name,
-            operation="InvokeEndpointAsync",
-        )
-        output_location = response.get("OutputLocation")
+        response, outcome = endpoint.requester.submit(request, policy)
+        output_location = response.output_location
         if not output_location:
             # Without it the result cannot be found. The uploaded input is deleted like on
             # any failed call: the queued request then fails instead of running for nothing.
-            metadata = response.get("ResponseMetadata") or {}
             raise ServiceError(
                 "the answer has no OutputLocation: the result cannot be found",
-                http_status=metadata.get("HTTPStatusCode"),
-                request_id=metadata.get("RequestId"),
+                http_status=response.http_status,
+                request_id=response.request_id,
                 endpoint=endpoint.name,
                 operation="InvokeEndpointAsync",
                 attempts=outcome.attempts,
@@ -151,9 +145,9 @@ def submit(
     region, aws_url = _settings(endpoint, runtime)
     return AsyncInvocation(
         endpoint_name=endpoint.name,
-        inference_id=response.get("InferenceId") or headers["InferenceId"],
+        inference_id=response.inference_id or headers["InferenceId"],
         output_location=output_location,
-        failure_location=response.get("FailureLocation"),
+        failure_location=response.failure_location,
         input_location=location,
         submitted_at=submitted,
         deadline=submitted + ttl + timeout + _SLACK,
