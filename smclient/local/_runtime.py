@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 __all__ = ["LocalEndpoint", "LocalRuntime"]
 
 
+def _needs_aws(spec: EndpointSpec) -> bool:
+    # Async endpoints store inputs/outputs in S3; an s3:// model root reads models from it.
+    root = spec.model_root
+    return spec.async_config is not None or (isinstance(root, str) and root.startswith("s3://"))
+
+
 class LocalRuntime:
     """Serves the SageMaker runtime API for ``endpoints`` on loopback.
 
@@ -43,7 +49,7 @@ class LocalRuntime:
     ``rt.url`` for boto3's ``endpoint_url`` or ``rt.endpoint("a")`` for a ready
     :class:`smclient.Endpoint`. ``aws``: the S3/SNS connection of async endpoints
     (an ``AWSConnection``); by default an embedded moto server is started when an
-    endpoint has ``async_config``. ``host``/``port``: default 127.0.0.1 and a free port.
+    endpoint has ``async_config`` or an ``s3://`` ``model_root``. ``host``/``port``: default 127.0.0.1 and a free port.
     Timeouts in seconds.
 
     .. versionadded:: 0.1.0
@@ -84,7 +90,7 @@ class LocalRuntime:
         try:
             self._tmp = tempfile.TemporaryDirectory(prefix="smclient-local-")
             aws = self._aws
-            if aws is None and any(s.async_config is not None for s in self._specs):
+            if aws is None and any(_needs_aws(s) for s in self._specs):
                 from .async_inference._worker import EmbeddedAWS
 
                 self._embedded = EmbeddedAWS()
