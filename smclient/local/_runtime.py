@@ -49,8 +49,8 @@ class LocalRuntime:
     ``rt.url`` for boto3's ``endpoint_url`` or ``rt.endpoint("a")`` for a ready
     :class:`smclient.Endpoint`. ``aws``: the S3/SNS connection of async endpoints
     (an ``AWSConnection``); by default an embedded moto server is started when an
-    endpoint has ``async_config`` or an ``s3://`` ``model_root``. ``host``/``port``: default 127.0.0.1 and a free port.
-    Timeouts in seconds.
+    endpoint has ``async_config`` or an ``s3://`` ``model_root``. ``host``/``port``:
+    default 127.0.0.1 and a free port. Timeouts in seconds.
 
     .. versionadded:: 0.1.0
     """
