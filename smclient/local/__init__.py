@@ -45,6 +45,7 @@ from .hosting._handlers import (
 )
 from .multimodel._cache import ModelStats, MultiModelSettings
 from .server._wire import ServiceFault, StreamFaults
+from .sessions._stateful import StatefulHandler
 from .sessions._store import LocalSessionInfo
 
 __all__ = [
@@ -72,6 +73,7 @@ __all__ = [
     "MultiModelSettings",
     "ServiceFault",
     "SessionHandler",
+    "StatefulHandler",
     "StreamError",
     "StreamFaults",
     "StreamingHandler",

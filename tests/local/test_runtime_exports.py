@@ -31,6 +31,7 @@ def test_exported_names() -> None:
         "MultiModelSettings",
         "ServiceFault",
         "SessionHandler",
+        "StatefulHandler",
         "StreamError",
         "StreamFaults",
         "StreamingHandler",
