@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -83,6 +84,10 @@ __all__ = [
     "AsyncInferenceError",
     "AsyncInvocation",
     "AsyncTimeoutError",
+    "BatchItem",
+    "BatchResult",
+    "BatchRun",
+    "BatchSummary",
     "CSVCodec",
     "ClientConfig",
     "Codec",
@@ -142,6 +147,10 @@ _LAZY = {
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
+    "BatchItem": "_batch",
+    "BatchResult": "_batch",
+    "BatchRun": "_batch",
+    "BatchSummary": "_batch",
     "Completion": "_asyncinference",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",

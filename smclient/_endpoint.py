@@ -22,7 +22,11 @@ from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._asyncinference import AsyncInvocation
+    from ._batch import BatchRun
+    from ._batch._progress import BatchProgress
 
 __all__ = ["Endpoint", "ModelHandle"]
 
@@ -190,6 +194,76 @@ class Endpoint:
         )
         return self._requester.invoke(request, retry)
 
+    def invoke_many(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        window: int | None = None,
+        ordered: bool = True,
+        stop_on_error: bool = False,
+        rate_limit: float | None = None,
+        progress: bool | BatchProgress = False,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> BatchRun:
+        """Invoke the endpoint once per item, ``concurrency`` calls at a time, and iterate
+        over the outcomes: ``for r in endpoint.invoke_many(records): ...``.
+
+        ``items``: any iterable, read lazily from the iterating thread: at most ``window``
+        items (default ``concurrency``) are read ahead of the consumer, so a generator of
+        millions of records is never held in memory. Each item is a body (as for
+        :meth:`invoke`) or a :class:`BatchItem` carrying its own options (target model,
+        inference id, custom attributes, content type...). ``content_type``, ``accept``,
+        ``custom_attributes`` and ``codec`` are defaults for every item.
+
+        Each outcome is a :class:`BatchResult`: ``.result`` (the usual
+        :class:`InvocationResult`) or ``.error`` (the typed error ``invoke`` would have
+        raised); a failing item never stops the others unless ``stop_on_error=True``, which
+        raises the first error (in input order when ``ordered``) after the calls in flight
+        end. ``ordered=True`` (default) hands results back in input order; ``False`` in
+        completion order (faster when latencies vary: no head-of-line wait).
+
+        Each item is retried as ``retry`` (default: the endpoint's policy) decides.
+        ``concurrency`` (default 16) must not exceed ``ClientConfig.max_pool_connections``
+        (default 50). ``rate_limit``: at most this many requests per second (retries
+        included), evenly spaced; ``clock`` (monotonic seconds) and ``sleep`` (seconds) time
+        it and are injectable for tests. ``progress=True`` shows a bar (tqdm when installed,
+        else a text bar on a terminal) and a summary line at the end; a callable gets
+        ``(finished, total)``, ``total`` being ``None`` for inputs without a length.
+
+        The returned :class:`BatchRun` is lazy (nothing is sent before the first ``next``),
+        has a :attr:`~BatchRun.summary`, and stops cleanly on ``close()``, at the end of a
+        ``with`` block, when dropped, or on Ctrl-C: items not yet sent are never sent and
+        no worker thread outlives it.
+
+        .. versionadded:: 0.2.0
+        """
+        from ._batch import invoke_many
+
+        return invoke_many(
+            self,
+            items,
+            concurrency=concurrency,
+            window=window,
+            ordered=ordered,
+            stop_on_error=stop_on_error,
+            rate_limit=rate_limit,
+            progress=progress,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            codec=codec,
+            retry=retry,
+            clock=clock,
+            sleep=sleep,
+        )
+
     def submit(
         self,
         body: Any = None,
@@ -351,4 +425,48 @@ class ModelHandle:
             enable_explanations=enable_explanations,
             codec=codec,
             retry=retry,
+        )
+
+    def invoke_many(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        window: int | None = None,
+        ordered: bool = True,
+        stop_on_error: bool = False,
+        rate_limit: float | None = None,
+        progress: bool | BatchProgress = False,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> BatchRun:
+        """Invoke this model once per item; the arguments are those of
+        :meth:`Endpoint.invoke_many` (a :class:`BatchItem` naming another target model
+        fails with :class:`InvalidInputError`).
+
+        .. versionadded:: 0.2.0
+        """
+        from ._batch import invoke_many
+
+        return invoke_many(
+            self,
+            items,
+            concurrency=concurrency,
+            window=window,
+            ordered=ordered,
+            stop_on_error=stop_on_error,
+            rate_limit=rate_limit,
+            progress=progress,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            codec=codec,
+            retry=retry,
+            clock=clock,
+            sleep=sleep,
         )
