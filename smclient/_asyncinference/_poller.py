@@ -130,7 +130,6 @@ class Poller:
     )
     _next_s3: float = attrs.field(default=float("-inf"), init=False, repr=False)
     _until: float | None = attrs.field(default=None, init=False, repr=False)  # wait's deadline
-    _blocked: bool = attrs.field(default=False, init=False, repr=False)  # last round long-polled
 
     def __attrs_post_init__(self) -> None:
         if self.subscription is not None:
@@ -180,12 +179,10 @@ class Poller:
         returned at once instead of after ``wait_time_seconds``."""
         state = self._state
         found: list[Completion] = []
-        self._blocked = False
         if s3_now:
             found += self._s3_round_if(due=True)
         if self.queue_url is not None and state.pending:
             seconds = 0 if found else state.receive_wait(wait, self.clock(), self.wait_time_seconds)
-            self._blocked = seconds > 0
             found += self._receive(seconds)
         if state.notified:
             found += self._confirm_notified()
@@ -316,10 +313,8 @@ class Poller:
                 continue
             found = self._poll_until(deadline, s3_now=first, wait=deadline - now)
             first = False
-            if not found and not self._blocked:
-                # Nothing blocked in this round: pause until something is due, within the
-                # deadline.
-                self.sleep(max(0.0, min(self._pause(), deadline - self.clock())))
+            if not found:
+                self._idle(deadline)
 
     def _poll_until(self, deadline: float, *, s3_now: bool, wait: float) -> list[Completion]:
         """:meth:`poll`, with the retries of its requests ending by ``deadline``."""
@@ -328,6 +323,18 @@ class Poller:
             return self.poll(s3_now=s3_now, wait=wait)
         finally:
             self._until = None  # as_completed is a generator: poll() may be called meanwhile
+
+    def _idle(self, deadline: float) -> None:
+        """Pause until something is due (within the deadline), unless the next round's
+        long poll of the queue does the waiting."""
+        now = self.clock()
+        left = deadline - now
+        queue = self.queue_url is not None and self._state.pending
+        if queue and self._state.receive_wait(left, now, self.wait_time_seconds) > 0:
+            return
+        pause = min(self._pause(), left)
+        if pause > 0:
+            self.sleep(pause)
 
     def _pause(self) -> float:
         """Seconds until the next thing is due: an S3 round, a look at a notified output,

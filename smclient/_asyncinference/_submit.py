@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["submit"]
 
 _SLACK = 60.0  # seconds past TTL + timeout before a result is given up on (clock skew, S3 lag)
-_CHUNK = 8 * 1024 * 1024
+_CHUNK = 8 * 1024 * 1024  # bytes per multipart part
+_PARTS = 4  # parts in flight (and in memory) at once
 
 
 class _Limited(io.RawIOBase):
@@ -120,39 +121,20 @@ def submit(
         location = f"s3://{bucket}/{key}"
     params = {"EndpointName": endpoint.name, "InputLocation": location}
     params.update({k: v for k, v in headers.items() if v is not None})
-    runtime = endpoint.client("sagemaker-runtime")
     submitted = time.time()
     try:
-        response, outcome = run(
-            policy,
-            lambda: runtime.invoke_endpoint_async(**params),
-            endpoint=endpoint.name,
-            operation="InvokeEndpointAsync",
-        )
-        output_location = response.get("OutputLocation")
-        if not output_location:
-            # Without it the result cannot be found. The uploaded input is deleted like on
-            # any failed call: the queued request then fails instead of running for nothing.
-            metadata = response.get("ResponseMetadata") or {}
-            raise ServiceError(
-                "the answer has no OutputLocation: the result cannot be found",
-                http_status=metadata.get("HTTPStatusCode"),
-                request_id=metadata.get("RequestId"),
-                endpoint=endpoint.name,
-                operation="InvokeEndpointAsync",
-                attempts=outcome.attempts,
-            )
+        response = _invoke_async(endpoint, policy, params)
     except SMClientError:
         if uploaded is not None:
             _delete_quietly(endpoint, *uploaded)
         raise
     ttl = request_ttl or limits.DEFAULT_TTL
     timeout = invocation_timeout or limits.DEFAULT_TIMEOUT
-    region, aws_url = _settings(endpoint, runtime)
+    region, aws_url = _settings(endpoint)
     return AsyncInvocation(
         endpoint_name=endpoint.name,
         inference_id=response.get("InferenceId") or headers["InferenceId"],
-        output_location=output_location,
+        output_location=response["OutputLocation"],
         failure_location=response.get("FailureLocation"),
         input_location=location,
         submitted_at=submitted,
@@ -168,8 +150,36 @@ def submit(
     )
 
 
-def _settings(endpoint: Endpoint, runtime: Any) -> tuple[str | None, str | None]:
+def _invoke_async(endpoint: Endpoint, policy: RetryPolicy, params: dict[str, Any]) -> Any:
+    """The ``InvokeEndpointAsync`` request (boto3 parameter names in ``params``): its
+    answer, which always has an ``OutputLocation`` (else a :class:`ServiceError`).
+
+    Kept small and alone: the request layer replaces only this function."""
+    runtime = endpoint.client("sagemaker-runtime")
+    response, outcome = run(
+        policy,
+        lambda: runtime.invoke_endpoint_async(**params),
+        endpoint=endpoint.name,
+        operation="InvokeEndpointAsync",
+    )
+    if not response.get("OutputLocation"):
+        # Without it the result cannot be found. The caller deletes the uploaded input like
+        # on any failed call: the queued request then fails instead of running for nothing.
+        metadata = response.get("ResponseMetadata") or {}
+        raise ServiceError(
+            "the answer has no OutputLocation: the result cannot be found",
+            http_status=metadata.get("HTTPStatusCode"),
+            request_id=metadata.get("RequestId"),
+            endpoint=endpoint.name,
+            operation="InvokeEndpointAsync",
+            attempts=outcome.attempts,
+        )
+    return response
+
+
+def _settings(endpoint: Endpoint) -> tuple[str | None, str | None]:
     """The region and ``aws_endpoint_url`` saved in handles, from public attributes only."""
+    runtime = endpoint.client("sagemaker-runtime")
     region = getattr(endpoint, "region", None) or getattr(runtime.meta, "region_name", None)
     aws_url = getattr(endpoint, "aws_endpoint_url", None)
     return region, aws_url if isinstance(aws_url, str) else None
@@ -225,10 +235,6 @@ def _upload(
             operation="PutObject",
         )
         return
-    if isinstance(stream, str):  # a path: opened here, closed here
-        with open(stream, "rb") as fileobj:
-            _transfer(endpoint, policy, s3, fileobj, bucket, key, extra)
-        return
     _transfer(endpoint, policy, s3, stream, bucket, key, extra)
 
 
@@ -243,18 +249,29 @@ def _transfer(
 ) -> None:
     from boto3.s3.transfer import TransferConfig
 
+    config = TransferConfig(multipart_chunksize=_CHUNK, max_concurrency=_PARTS)
+    # Parts read into memory at once (s3transfer's default is 10): with 4 parts of 8 MiB
+    # a file object's upload stays within ~32 MiB. A path is read by s3transfer in
+    # pieces while each part is sent, never as whole parts.
+    config.max_in_memory_upload_chunks = _PARTS
+    if isinstance(fileobj, str):  # a path (retried from the start: nothing to rewind)
+
+        def attempt() -> None:
+            s3.upload_file(fileobj, bucket, key, ExtraArgs=extra or None, Config=config)
+
+        run(policy, attempt, endpoint=endpoint.name, operation="PutObject")
+        return
     seekable = bool(getattr(fileobj, "seekable", lambda: False)())
     start = fileobj.tell() if seekable else 0
-    config = TransferConfig(multipart_chunksize=_CHUNK, max_concurrency=4)
 
-    def attempt() -> None:
+    def attempt_stream() -> None:
         if seekable:
             fileobj.seek(start)  # a retried upload starts from the same place
         s3.upload_fileobj(fileobj, bucket, key, ExtraArgs=extra or None, Config=config)
 
     run(
         policy if seekable else RetryPolicy.never(),
-        attempt,
+        attempt_stream,
         endpoint=endpoint.name,
         operation="PutObject",
     )
