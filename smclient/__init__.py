@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         Poller,
         S3AccessDeniedError,
         S3Object,
+        WaitResult,
         as_completed,
         wait,
     )
@@ -135,6 +136,7 @@ __all__ = [
     "ThrottlingError",
     "TransportError",
     "ValidationError",
+    "WaitResult",
     "as_completed",
     "create_async_endpoint",
     "create_multi_model_endpoint",
@@ -156,6 +158,7 @@ _LAZY = {
     "Poller": "_asyncinference",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",
     "create_multi_model_endpoint": "_deploy",
