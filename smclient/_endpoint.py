@@ -65,8 +65,8 @@ class Endpoint:
             boto3_session=boto3_session,
             aws_endpoint_url=aws_endpoint_url,
         )
-        self._retry = retry or _DEFAULT_RETRY
-        self._codec = codec
+        self._retry = check.retry_policy(retry) or _DEFAULT_RETRY
+        self._codec = check.codec(codec)
 
     @property
     def name(self) -> str:
@@ -254,7 +254,7 @@ class Endpoint:
             content_type=content_type,
             accept=accept,
             target_model=None,
-            session_id=session_id,
+            session_id=check.stream_session_id(session_id),
             target_variant=target_variant,
             target_container_hostname=target_container_hostname,
             inference_component=inference_component,
@@ -273,13 +273,13 @@ class Endpoint:
             return opened
 
         opened, outcome = run(
-            retry or self._retry,
+            check.retry_policy(retry) or self._retry,
             attempt,
             endpoint=self._name,
             operation="InvokeEndpointWithResponseStream",
         )
         opened.attempts = outcome.attempts
-        opened._ctx = attrs.evolve(ctx, attempts=outcome.attempts)
+        opened._ctx = attrs.evolve(opened._ctx, attempts=outcome.attempts)
         return opened
 
     def _params(
@@ -295,7 +295,7 @@ class Endpoint:
     ) -> dict[str, Any]:
         """The request parameters, every value checked before anything is sent."""
         data, content_type = encode_body(
-            body, codec=codec or self._codec, content_type=content_type
+            body, codec=check.codec(codec) or self._codec, content_type=content_type
         )
         params: dict[str, Any] = {"EndpointName": self._name, "Body": data}
         values: dict[str, str | None] = {
@@ -348,7 +348,7 @@ class Endpoint:
             return response, response["Body"].read()
 
         (response, payload), outcome = run(
-            retry or self._retry,
+            check.retry_policy(retry) or self._retry,
             attempt,
             endpoint=self._name,
             operation="InvokeEndpoint",

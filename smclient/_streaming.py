@@ -15,6 +15,7 @@ import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
+import attrs
 from typing_extensions import Self
 
 from ._errors import (
@@ -28,6 +29,26 @@ from ._splitting import SSEEvent, iter_json_lines, iter_lines, iter_sse
 __all__ = ["ResponseStream"]
 
 logger = logging.getLogger("smclient")
+
+
+def raw_http_body(body: Any) -> Any:
+    """The raw HTTP body (a urllib3 response with ``stream()``) behind botocore's
+    ``EventStream``: the one place that reads botocore's private ``_raw_stream``
+    (``tests/test_botocore_contract.py`` fails loudly if a botocore release changes it).
+    Raises :class:`SMClientError` (after closing ``body``) if it is not there."""
+    raw = getattr(body, "_raw_stream", None)
+    if raw is None or not callable(getattr(raw, "stream", None)):
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        import botocore
+
+        raise SMClientError(
+            f"botocore {botocore.__version__}'s EventStream does not expose its raw body "
+            "(_raw_stream); smclient needs it to read response streams - please report "
+            "this botocore version"
+        )
+    return raw
 
 
 def _broken_stream_errors() -> tuple[type[BaseException], ...]:
@@ -57,22 +78,15 @@ class ResponseStream:
     """
 
     def __init__(self, response: dict[str, Any], ctx: ErrorContext, *, started: float) -> None:
-        body = response["Body"]
         # The raw HTTP body behind botocore's EventStream: see the module docstring for why.
-        raw = getattr(body, "_raw_stream", None)
-        if raw is None or not hasattr(raw, "stream"):
-            body.close()
-            raise SMClientError(
-                "this botocore version's EventStream does not expose its raw body; "
-                "smclient supports botocore >= 1.34 (please report the version you use)"
-            )
-        self._raw: Any = raw
-        self._ctx = ctx
+        self._raw: Any = raw_http_body(response["Body"])
         self._started = started
         self.content_type: str | None = response.get("ContentType")
         self.invoked_production_variant: str | None = response.get("InvokedProductionVariant")
         self.custom_attributes: str | None = response.get("CustomAttributes")
         self.request_id: str | None = (response.get("ResponseMetadata") or {}).get("RequestId")
+        # Errors of this stream carry the request id of its response.
+        self._ctx = attrs.evolve(ctx, request_id=self.request_id)
         self.attempts = ctx.attempts
         self.time_to_first_byte: float | None = None
         self.bytes_received = 0

@@ -5,8 +5,13 @@ service's patterns and maximums (protocol.md §1) are checked here so the caller
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ._errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ._codecs import Codec
+    from ._retry import RetryPolicy
 
 MAX_BODY_BYTES = 6_291_456
 MAX_ENDPOINT_NAME = 63
@@ -132,3 +137,43 @@ def body_size(size: int) -> None:
             f"{size:,} bytes is larger than a real-time invocation accepts",
             limit=f"at most {MAX_BODY_BYTES:,} bytes; use asynchronous inference for more",
         )
+
+
+def stream_session_id(value: str | None) -> str | None:
+    """The ``session_id`` of a stream: an open session's id, never ``NEW_SESSION``
+    (``InvokeEndpointWithResponseStream`` cannot create a session, protocol.md §4)."""
+    if value == "NEW_SESSION":
+        raise InvalidInputError(
+            "session_id",
+            "a stream cannot open a session (NEW_SESSION)",
+            limit="an open session's id: open it with endpoint.session(), then s.stream(...)",
+        )
+    return None if value is None else session_id(value)
+
+
+def retry_policy(value: object, field: str = "retry") -> RetryPolicy | None:
+    """``value`` if it is a :class:`smclient.RetryPolicy` (or ``None``), else
+    :class:`InvalidInputError` naming ``field``."""
+    from ._retry import RetryPolicy
+
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    raise InvalidInputError(
+        field,
+        f"expected a RetryPolicy, got {type(value).__name__}",
+        limit="smclient.RetryPolicy(...), RetryPolicy.never() or None",
+    )
+
+
+def codec(value: object, field: str = "codec") -> Codec | None:
+    """``value`` if it is a codec (``content_type``, ``encode``, ``decode``) or ``None``,
+    else :class:`InvalidInputError` naming ``field``."""
+    from ._codecs import Codec
+
+    if value is None or isinstance(value, Codec):
+        return value
+    raise InvalidInputError(
+        field,
+        f"expected a codec, got {type(value).__name__}",
+        limit="smclient.JSON, CSV, RAW, NPY or an object with content_type, encode, decode",
+    )
