@@ -162,6 +162,12 @@ class SessionHeaderError(SessionError, ValueError):
         self.header = None if header is None else header[:80]
 
 
+# Tracebacks and reprs say smclient.SessionError, whichever name was touched first.
+for _cls in (SessionError, SessionClosedError, SessionExpiredError, SessionHeaderError):
+    _cls.__module__ = "smclient"
+del _cls
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
