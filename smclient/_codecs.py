@@ -191,7 +191,7 @@ def read_file(fileobj: BinaryIO, field: str = "body") -> bytes:
     if len(data) > MAX_BODY_BYTES:
         if start is not None:
             fileobj.seek(start)  # nothing lost: the caller can send it another way
-        body_size(MAX_BODY_BYTES + 1 if start is None else _remaining(fileobj, start))
+        body_size(MAX_BODY_BYTES + 1 if start is None else _remaining(fileobj, start), field)
     return bytes(data)
 
 
@@ -250,10 +250,14 @@ def encode_open_body(body: Any) -> tuple[Any, str | None]:
     """A session's open body checked before anything is sent, errors naming ``open_body``:
     bytes and str as they are (str must be valid Unicode), a binary file read, anything else
     encoded as JSON. Returns the body and the content type it implies (JSON's for data)."""
+    content_type = None
     if isinstance(body, bytes | bytearray | memoryview):
-        return bytes(body), None
-    if isinstance(body, str):
-        return _utf8(body, "open_body"), None
-    if hasattr(body, "read"):
-        return read_file(body, "open_body"), None
-    return json_bytes(body, field="open_body"), JSON.content_type
+        data = bytes(body)
+    elif isinstance(body, str):
+        data = _utf8(body, "open_body")
+    elif hasattr(body, "read"):
+        data = read_file(body, "open_body")
+    else:
+        data, content_type = json_bytes(body, field="open_body"), JSON.content_type
+    body_size(len(data), "open_body")
+    return data, content_type

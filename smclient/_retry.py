@@ -228,7 +228,9 @@ class RetryPolicy:
         _number("backoff_multiplier", self.backoff_multiplier, limit="finite, >= 1", minimum=1)
         if not self.backoff_initial <= self.backoff_max:
             raise InvalidInputError(
-                "backoff_initial", "must be between 0 and backoff_max", limit="seconds"
+                "backoff_initial",
+                f"{self.backoff_initial} is more than backoff_max ({self.backoff_max})",
+                limit="seconds, between 0 and backoff_max",
             )
         for name in ("sleep", "clock", "random"):
             if not callable(getattr(self, name)):
@@ -252,7 +254,13 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """The jittered delay in seconds after failed attempt number ``attempt``."""
         exponent = min(attempt - 1, 64)  # keeps the power finite for absurd attempt counts
-        ceiling = min(self.backoff_max, self.backoff_initial * self.backoff_multiplier**exponent)
+        try:
+            growth = float(self.backoff_multiplier) ** exponent
+        except OverflowError:  # a huge multiplier: the ceiling is reached at once
+            growth = math.inf
+        if self.backoff_initial == 0:
+            return 0.0
+        ceiling = min(self.backoff_max, self.backoff_initial * growth)
         return 0.0 if _no_waits else ceiling * self.random()
 
 

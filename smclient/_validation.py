@@ -50,10 +50,11 @@ def _printable_id(field: str, value: object, maximum: int, meaning: str) -> str:
         raise InvalidInputError(
             field, f"length {len(value)} is out of range", limit=f"1-{maximum} characters"
         )
-    if value[0].isspace() or not _PRINTABLE.fullmatch(value):
+    if value != value.strip(" ") or not _PRINTABLE.fullmatch(value):
         raise InvalidInputError(
             field,
-            f"{value[:80]!r} must be printable ASCII and must not start with a space",
+            f"{value[:80]!r} must be printable ASCII and must not start or end with a space "
+            "(HTTP drops them in transit)",
             limit=meaning,
         )
     return value
@@ -101,6 +102,12 @@ def header(field: str, value: str | None, *, maximum: int = MAX_HEADER_VALUE) ->
         raise InvalidInputError(
             field, "contains characters that cannot be sent in a header", limit="printable ASCII"
         )
+    if value != value.strip(" "):
+        raise InvalidInputError(
+            field,
+            f"{value[:80]!r} starts or ends with a space, which HTTP drops in transit",
+            limit="printable ASCII without leading or trailing spaces",
+        )
     return value
 
 
@@ -130,10 +137,10 @@ def session_id(value: str) -> str:
     return value
 
 
-def body_size(size: int) -> None:
+def body_size(size: int, field: str = "body") -> None:
     if size > MAX_BODY_BYTES:
         raise InvalidInputError(
-            "body",
+            field,
             f"{size:,} bytes is larger than a real-time invocation accepts",
             limit=f"at most {MAX_BODY_BYTES:,} bytes; use asynchronous inference for more",
         )
