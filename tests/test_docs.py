@@ -148,3 +148,46 @@ def test_notebooks_are_stored_without_outputs(notebook: Path) -> None:
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_are_in_the_site_nav(notebook: Path) -> None:
     assert f"notebooks/{notebook.name}" in (ROOT / "mkdocs.yml").read_text()
+
+
+# --- The docstring conversion (docs/_tools/griffe_rst.py) ---------------------------------------
+
+
+def _griffe_rst() -> ModuleType:
+    pytest.importorskip("griffe", reason="griffe comes with the docs extra (mkdocstrings)")
+    spec = importlib.util.spec_from_file_location("_griffe_rst", DOCS / "_tools/griffe_rst.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _converted(text: str) -> str:
+    import griffe
+
+    ext = _griffe_rst()
+    owner = griffe.Class("Thing", parent=griffe.Module("smclient"))
+    owner.set_member("close", griffe.Function("close", parent=owner))
+    owner.docstring = griffe.Docstring(text, parent=owner)
+    ext.RstToMarkdown().on_object(obj=owner)
+    assert owner.docstring is not None
+    return owner.docstring.value
+
+
+def test_rst_directives_become_markdown() -> None:
+    text = _converted(
+        "Do it::\n\n    with a:\n        b()\n\n.. code-block:: console\n\n    $ ls\n\n"
+        ".. note::\n    Careful.\n\n.. versionadded:: 0.2.0"
+    )
+    assert "Do it:\n\n```python\nwith a:\n    b()\n```" in text
+    assert "```console\n$ ls\n```" in text
+    assert "!!! note\n    Careful." in text
+    assert text.endswith('!!! info "Added in version 0.2.0"')
+
+
+def test_roles_become_optional_cross_references() -> None:
+    text = _converted("See :meth:`close`, :class:`~smclient.Endpoint` and :func:`wait`.")
+    assert '<autoref identifier="smclient.Thing.close" optional><code>close</code>' in text
+    assert '<autoref identifier="smclient.Endpoint" optional><code>Endpoint</code>' in text
+    assert '<autoref identifier="smclient.wait" optional><code>wait</code>' in text

@@ -1,11 +1,11 @@
 """Griffe extension: render the reST bits of our docstrings as Markdown.
 
 The docstrings are written for ``help()`` and IDEs in light reStructuredText
-(``.. versionadded::``, ``.. code-block::``, ``text::`` literal blocks, ``:class:`Name```
-roles). mkdocstrings renders docstrings as Markdown, so this turns those into an
-admonition, fenced blocks and cross-references. The references are ``optional``: a role
-naming something that is not in the reference stays plain code instead of failing the
-strict build.
+(``.. versionadded::``, ``.. note::`` and other admonitions, ``.. code-block::``,
+``text::`` literal blocks, ``:class:`Name``` roles). mkdocstrings renders docstrings as
+Markdown, so this turns those into admonitions, fenced blocks and cross-references. The
+references are ``optional``: a role naming something that is not in the reference stays
+plain code instead of failing the strict build.
 """
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ _LITERAL = re.compile(r"^(?P<indent>[ \t]*)(?P<text>\S.*?)::" + _BLOCK, re.MULTI
 _VERSION = re.compile(
     r"^(?P<indent>[ \t]*)\.\. (?P<kind>versionadded|versionchanged|deprecated)::"
     r"[ \t]*(?P<version>\S+)[ \t]*(?P<rest>.*)$",
+    re.MULTILINE,
+)
+_ADMONITION = re.compile(
+    r"^(?P<indent>[ \t]*)\.\. (?P<kind>note|warning|tip|important|caution|seealso)::"
+    r"[ \t]*(?P<rest>.*)$",
     re.MULTILINE,
 )
 _ROLE = re.compile(r":(?:class|meth|func|attr|data|mod|exc|obj):`~?(?P<target>[^`]+)`")
@@ -56,6 +61,15 @@ def _version(match: re.Match[str]) -> str:
     return f'{match["indent"]}!!! info "{title}"{rest}'
 
 
+def _admonition(match: re.Match[str]) -> str:
+    # The directive's body is already indented under it, as Markdown admonitions want.
+    kind = {"seealso": "info", "important": "warning", "caution": "warning"}.get(
+        match["kind"], match["kind"]
+    )
+    rest = f"\n\n{match['indent']}    {match['rest']}" if match["rest"] else ""
+    return f"{match['indent']}!!! {kind}{rest}"
+
+
 class RstToMarkdown(griffe.Extension):
     """Rewrite every docstring once it is loaded (see the module docstring)."""
 
@@ -78,4 +92,5 @@ class RstToMarkdown(griffe.Extension):
         text = _CODE.sub(_code, docstring.value + "\n")
         text = _LITERAL.sub(_literal, text)
         text = _VERSION.sub(_version, text)
+        text = _ADMONITION.sub(_admonition, text)
         docstring.value = _ROLE.sub(role, text).rstrip("\n")
