@@ -1,5 +1,7 @@
 """Rich HTML summaries for notebooks: the ``_repr_html_`` of results, streams, sessions,
-async-inference handles and completions, and the local runtime's model statistics.
+and async-inference handles and completions. (The local runtime's ``ModelStats`` draws its
+own, in ``smclient/local/multimodel/_html.py``: the local runtime reaches the core only
+through public names.)
 
 Jupyter shows ``_repr_html_`` instead of ``repr()`` (which stays the plain one-liner). The
 summaries are short and safe to render:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from ._models import InvocationResult
     from ._session import Session
     from ._streaming import ResponseStream
-    from .local import ModelStats
 
 PREVIEW_CHARS = 2000  # characters of text shown at most
 PREVIEW_LINES = 40  # lines of text shown at most
@@ -250,19 +251,3 @@ def completion(done: Completion) -> str:
 def _where(done: Completion) -> str | None:
     inv = done.invocation
     return inv.output_location if done.succeeded else inv.failure_location
-
-
-def model_stats(stats: ModelStats) -> str:
-    """``ModelStats._repr_html_``: one model's counters on one instance."""
-    state = "loaded" if stats.loaded else "loading" if stats.loading else "not loaded"
-    rows: list[tuple[str, object]] = [
-        ("state", state),
-        ("invocations", f"{stats.invocations:,}"),
-        ("hits / misses", f"{stats.hits:,} / {stats.misses:,}"),
-        ("loads", f"{stats.loads:,} ({stats.load_failures:,} failed)"),
-        ("unloads", f"{stats.unloads:,}"),
-        ("last load", _seconds(stats.last_load_seconds) or "(none)"),
-        ("total load time", _seconds(stats.total_load_seconds)),
-        ("size", _bytes(stats.size_bytes)),
-    ]
-    return _card("ModelStats", state, rows)

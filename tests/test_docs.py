@@ -187,7 +187,12 @@ def test_rst_directives_become_markdown() -> None:
 
 
 def test_roles_become_optional_cross_references() -> None:
-    text = _converted("See :meth:`close`, :class:`~smclient.Endpoint` and :func:`wait`.")
+    text = _converted(
+        "See :meth:`close`, :class:`~smclient.Endpoint`, :func:`wait` and "
+        ":meth:`Endpoint.invoke <smclient.Endpoint.invoke>`."
+    )
     assert '<autoref identifier="smclient.Thing.close" optional><code>close</code>' in text
     assert '<autoref identifier="smclient.Endpoint" optional><code>Endpoint</code>' in text
     assert '<autoref identifier="smclient.wait" optional><code>wait</code>' in text
+    invoke = '<autoref identifier="smclient.Endpoint.invoke" optional><code>Endpoint.invoke</code>'
+    assert invoke in text

@@ -10,6 +10,7 @@ plain code instead of failing the strict build.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -80,14 +81,24 @@ class RstToMarkdown(griffe.Extension):
         owner = obj if obj.is_class or obj.is_module else obj.parent
 
         def role(match: re.Match[str]) -> str:
-            target = match["target"]
-            name = target.rsplit(".", 1)[-1]
-            if "." not in target and owner is not None:
+            target = match["target"].strip()
+            title = None
+            if target.endswith(">") and " <" in target:  # :meth:`Title <smclient.X.y>`
+                title, _, target = target[:-1].rpartition(" <")
+            target = target.lstrip("~")
+            name = title or target.rsplit(".", 1)[-1]
+            if target.startswith(".") and owner is not None:  # relative to the package
+                package = owner.module if owner.module.is_package else owner.module.parent
+                target = f"{package.path if package else ''}.{target.lstrip('.')}"
+            elif "." not in target and owner is not None:
                 if target in owner.members:
                     target = f"{owner.path}.{target}"
                 else:
                     target = f"{owner.module.path}.{target}"
-            return f'<autoref identifier="{target}" optional><code>{name}</code></autoref>'
+            return (
+                f'<autoref identifier="{html.escape(target)}" optional>'
+                f"<code>{html.escape(name)}</code></autoref>"
+            )
 
         text = _CODE.sub(_code, docstring.value + "\n")
         text = _LITERAL.sub(_literal, text)

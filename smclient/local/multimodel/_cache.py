@@ -21,8 +21,8 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from ._handlers import HandlerError, ModelHandler
-from ._wire import ServiceError
+from ..hosting._handlers import HandlerError, ModelHandler
+from ..server._wire import ServiceError
 
 __all__ = [
     "LoadedModel",
@@ -85,7 +85,7 @@ class ModelStats:
     size_bytes: int
 
     def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
-        from .._html import model_stats
+        from ._html import model_stats
 
         return model_stats(self)
 
