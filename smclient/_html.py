@@ -179,7 +179,7 @@ def invocation_result(result: InvocationResult) -> str:
         ("closed session", result.closed_session_id),
     ]
     preview = body_preview(result.body, result.content_type)
-    return _card("InvocationResult", "smclient", rows, preview)
+    return _card("InvocationResult", "OK", rows, preview)
 
 
 def response_stream(stream: ResponseStream) -> str:
@@ -192,7 +192,7 @@ def response_stream(stream: ResponseStream) -> str:
         ("variant", stream.invoked_production_variant),
         ("request id", stream.request_id),
     ]
-    return _card("ResponseStream", "smclient", rows)
+    return _card("ResponseStream", "stream", rows)
 
 
 def session(sess: Session) -> str:

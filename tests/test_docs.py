@@ -196,3 +196,44 @@ def test_roles_become_optional_cross_references() -> None:
     assert '<autoref identifier="smclient.wait" optional><code>wait</code>' in text
     invoke = '<autoref identifier="smclient.Endpoint.invoke" optional><code>Endpoint.invoke</code>'
     assert invoke in text
+
+
+# --- The nav (docs/_tools/nav.py files pages left out of mkdocs.yml) ---------------------------
+
+
+def _nav_hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_smclient_nav", DOCS / "_tools/nav.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _nav_pages() -> set[str]:
+    # mkdocs.yml's nav entries look like "  - Title: page.md" or "  - page.md".
+    text = (ROOT / "mkdocs.yml").read_text()
+    return set(re.findall(r"^\s*-\s+(?:[^:\n]+:\s+)?([\w./-]+\.(?:md|ipynb))\s*$", text, re.M))
+
+
+def test_nav_names_only_pages_that_exist_or_are_generated() -> None:
+    for page in _nav_pages():
+        assert (DOCS / page).exists() or page in GENERATED, f"mkdocs.yml names missing {page}"
+
+
+def test_unlisted_pages_are_filed_under_their_section(tmp_path: Path) -> None:
+    nav = _nav_hook()
+    (tmp_path / "howto").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "index.md").write_text("# Home\n")
+    (tmp_path / "transport.md").write_text("Intro\n\n# Choosing a `transport`\n")
+    (tmp_path / "howto" / "spark.md").write_text("no heading\n")
+    (tmp_path / "notebooks" / "duplex.ipynb").write_text(
+        json.dumps({"cells": [{"cell_type": "markdown", "source": ["# Duplex\n", "text"]}]})
+    )
+    missing = nav.unlisted(tmp_path, [{"Home": "index.md"}, {"Guides": []}])
+    assert missing == {
+        "Guides": [("Choosing a transport", "transport.md")],
+        "How-to": [("Spark", "howto/spark.md")],
+        "Notebooks": [("Duplex", "notebooks/duplex.ipynb")],
+    }
