@@ -80,13 +80,13 @@ def test_readme_quickstart_is_short_and_names_the_two_commands() -> None:
 def test_the_reference_covers_the_public_namespaces() -> None:
     namespaces = {ns for ns, *_ in REFERENCE.NAMESPACES}
     assert {"smclient", "smclient.local", "smclient.testing"} <= namespaces
-    # Any other public (not underscored) submodule with an __all__ is in the reference too.
+    # Any other public (not underscored) module of the package with an __all__ is too.
     import pkgutil
 
     import smclient
 
-    for info in pkgutil.walk_packages(smclient.__path__, "smclient."):
-        if any(part.startswith("_") for part in info.name.split(".")):
+    for info in pkgutil.iter_modules(smclient.__path__, "smclient."):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
         module = importlib.import_module(info.name)
         if hasattr(module, "__all__"):
@@ -115,6 +115,14 @@ def test_every_public_name_has_a_docstring(item: Any) -> None:
     assert (doc or "").strip(), (
         f"{item.path} has no docstring: say what it is, its units and defaults, and "
         "'.. versionadded:: X.Y.Z'"
+    )
+
+
+@pytest.mark.parametrize("item", PUBLIC, ids=lambda item: item.path)
+def test_every_public_name_says_when_it_was_added(item: Any) -> None:
+    doc = _own_docstring(item.obj) or ""
+    assert re.search(r"\.\. versionadded:: \d+\.\d+\.\d+", doc), (
+        f"{item.path}: end its docstring with '.. versionadded:: X.Y.Z' (0.2.0 for new names)"
     )
 
 
