@@ -42,7 +42,7 @@ def docs(session: nox.Session) -> None:
     warning fails it), then every notebook run top to bottom. ``-- --no-notebooks`` builds
     only; the site lands in ``site/``."""
     _install(session, "-e", ".[test,docs]")
-    session.run("python", "-m", "pytest", "tests/test_docs.py")
+    session.run("python", "-m", "pytest", "tests/test_docs.py", "tests/test_docs_recipes.py")
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
     if "--no-notebooks" not in session.posargs:
         notebooks(session)
