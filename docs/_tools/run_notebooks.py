@@ -11,6 +11,7 @@ writes the executed notebooks, with their outputs, to DIR for a look).
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import nbclient
 import nbformat
-from jupyter_client.kernelspec import NATIVE_KERNEL_NAME
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -28,10 +29,20 @@ CELL_TIMEOUT = 120  # seconds; the slowest cell takes about two
 def run(path: Path, save: Path | None = None) -> float:
     """Execute ``path`` in a fresh kernel; the seconds it took."""
     notebook = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory(prefix="smclient-nb-") as sockets:
-        # The kernel of this interpreter (ipykernel), over Unix sockets rather than TCP.
+    with tempfile.TemporaryDirectory(prefix="smclient-nb-") as tmp:
+        # A kernel of this very interpreter (not whatever "python3" kernel the machine has
+        # installed), talking over Unix sockets rather than TCP.
+        spec = Path(tmp, "kernels", "smclient-docs")
+        spec.mkdir(parents=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        spec.joinpath("kernel.json").write_text(
+            json.dumps({"argv": argv, "display_name": "smclient docs", "language": "python"})
+        )
         kernel = KernelManager(
-            kernel_name=NATIVE_KERNEL_NAME, transport="ipc", ip=f"{sockets}/kernel"
+            kernel_name="smclient-docs",
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec.parent)]),
+            transport="ipc",
+            ip=f"{tmp}/kernel",
         )
         client = nbclient.NotebookClient(
             notebook,
