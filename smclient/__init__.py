@@ -23,6 +23,7 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectionClosedError,
+    DuplexClosedError,
     InternalDependencyError,
     InternalFailureError,
     InternalStreamFailureError,
@@ -74,12 +75,14 @@ if TYPE_CHECKING:
         create_multi_model_endpoint,
         delete_endpoint,
     )
+    from ._duplex import AsyncDuplexStream, DuplexMessage, DuplexStream
 
 __all__ = [
     "CSV",
     "JSON",
     "NPY",
     "RAW",
+    "AsyncDuplexStream",
     "AsyncInferenceError",
     "AsyncInvocation",
     "AsyncTimeoutError",
@@ -90,6 +93,9 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionClosedError",
+    "DuplexClosedError",
+    "DuplexMessage",
+    "DuplexStream",
     "Endpoint",
     "EndpointCreationError",
     "InternalDependencyError",
@@ -137,12 +143,16 @@ __all__ = [
     "wait",
 ]
 
-# Async inference and endpoint creation load on first use: they cost ~30 ms of import time.
+# Async inference, endpoint creation and bidirectional streaming load on first use: they
+# cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
+    "AsyncDuplexStream": "_duplex",
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
     "Completion": "_asyncinference",
+    "DuplexMessage": "_duplex",
+    "DuplexStream": "_duplex",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",
     "S3AccessDeniedError": "_asyncinference",

@@ -8,6 +8,7 @@ def test_public_names_are_pinned() -> None:
         "JSON",
         "NPY",
         "RAW",
+        "AsyncDuplexStream",
         "AsyncInferenceError",
         "AsyncInvocation",
         "AsyncTimeoutError",
@@ -18,6 +19,9 @@ def test_public_names_are_pinned() -> None:
         "ConfigurationError",
         "ConnectError",
         "ConnectionClosedError",
+        "DuplexClosedError",
+        "DuplexMessage",
+        "DuplexStream",
         "Endpoint",
         "EndpointCreationError",
         "InternalDependencyError",
@@ -98,7 +102,8 @@ def test_import_builds_no_client_and_does_not_import_boto3() -> None:
 
     code = (
         "import sys, smclient; "
-        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference')])"
+        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference', "
+        "'smclient._duplex', 'h2')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False", "False"]
+    assert out.stdout.split() == ["False"] * 6
