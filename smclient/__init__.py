@@ -37,6 +37,7 @@ from ._errors import (
     ServiceUnavailableError,
     SMClientError,
     StreamInterruptedError,
+    StreamReconnectedError,
     StreamTimeoutError,
     ThrottlingError,
     TransportError,
@@ -75,7 +76,13 @@ if TYPE_CHECKING:
         create_multi_model_endpoint,
         delete_endpoint,
     )
-    from ._duplex import AsyncDuplexStream, DuplexMessage, DuplexStream
+    from ._duplex import (
+        AsyncDuplexStream,
+        DuplexMessage,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
+    )
 
 __all__ = [
     "CSV",
@@ -112,6 +119,8 @@ __all__ = [
     "Poller",
     "RawCodec",
     "ReadTimeoutError",
+    "ReconnectEvent",
+    "ReconnectPolicy",
     "ResponseStream",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -132,6 +141,7 @@ __all__ = [
     "SessionProtocol",
     "SessionState",
     "StreamInterruptedError",
+    "StreamReconnectedError",
     "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
@@ -155,6 +165,8 @@ _LAZY = {
     "DuplexStream": "_duplex",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",
+    "ReconnectEvent": "_duplex",
+    "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
     "as_completed": "_asyncinference",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -21,7 +21,13 @@ from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
     from ._asyncinference import AsyncInvocation
-    from ._duplex import AsyncDuplexStream, DuplexStream, StreamSettings
+    from ._duplex import (
+        AsyncDuplexStream,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
+        StreamSettings,
+    )
 
 __all__ = ["Endpoint", "ModelHandle"]
 
@@ -296,6 +302,8 @@ class Endpoint:
         close_timeout: float = 5.0,
         wait_for_response: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], None] | None = None,
     ) -> DuplexStream:
         """A bidirectional stream (``InvokeEndpointWithBidirectionalStream``, HTTP/2):
         ``with endpoint.duplex() as stream:`` then ``stream.send(...)``, ``for message in
@@ -313,14 +321,19 @@ class Endpoint:
         headers and for the next message; ``close_timeout`` (seconds, default 5) bounds
         the graceful close. ``wait_for_response=False`` returns from ``open`` without
         waiting for the answer's headers (errors then surface on the next send or read).
-        Nothing is retried: see :class:`smclient.DuplexStream` for errors and closing.
+        Nothing is retried unless ``reconnect`` (a :class:`ReconnectPolicy`) is given:
+        then a broken stream is replaced by a new one and ``on_reconnect(event)`` is
+        called (in a worker thread), data already sent is never replayed. See
+        :class:`smclient.DuplexStream` for errors and closing.
 
         .. versionadded:: 0.2.0
         """
         from ._duplex import DuplexStream
 
         return DuplexStream(
-            self._duplex_settings(
+            reconnect=reconnect,
+            on_reconnect=on_reconnect,
+            settings=self._duplex_settings(
                 target_variant=target_variant,
                 model_invocation_path=model_invocation_path,
                 model_query_string=model_query_string,
@@ -331,7 +344,7 @@ class Endpoint:
                 close_timeout=close_timeout,
                 wait_for_response=wait_for_response,
                 max_message_bytes=max_message_bytes,
-            )
+            ),
         )
 
     def duplex_async(
@@ -347,17 +360,22 @@ class Endpoint:
         close_timeout: float = 5.0,
         wait_for_response: bool = True,
         max_message_bytes: int = 64 * 1024 * 1024,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], Awaitable[None] | None] | None = None,
     ) -> AsyncDuplexStream:
         """The asyncio form of :meth:`duplex` (same arguments): ``async with
         endpoint.duplex_async() as stream:``, ``await stream.send(...)``, ``async for
-        message in stream``. Use it inside a running event loop.
+        message in stream``. Use it inside a running event loop; ``on_reconnect`` may be
+        a coroutine function.
 
         .. versionadded:: 0.2.0
         """
         from ._duplex import AsyncDuplexStream
 
         return AsyncDuplexStream(
-            self._duplex_settings(
+            reconnect=reconnect,
+            on_reconnect=on_reconnect,
+            settings=self._duplex_settings(
                 target_variant=target_variant,
                 model_invocation_path=model_invocation_path,
                 model_query_string=model_query_string,
@@ -368,7 +386,7 @@ class Endpoint:
                 close_timeout=close_timeout,
                 wait_for_response=wait_for_response,
                 max_message_bytes=max_message_bytes,
-            )
+            ),
         )
 
     def _duplex_settings(self, **options: Any) -> StreamSettings:

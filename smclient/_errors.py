@@ -56,6 +56,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailableError",
     "StreamInterruptedError",
+    "StreamReconnectedError",
     "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
@@ -579,3 +580,18 @@ def translate_bidi_response(
             **common,
         )
     return (cls or ServiceError)(message, **common)
+
+
+class StreamReconnectedError(SMClientError):
+    """A ``send`` met a broken bidirectional stream and the reconnect policy opened a new
+    one. The message was *not* sent again (the model may or may not have received it):
+    send it again if it should be. ``error`` is what broke the old stream, ``attempt`` the
+    reconnect count. Raised only when a :class:`ReconnectPolicy` was given.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, message: str, *, error: SMClientError, attempt: int) -> None:
+        super().__init__(message)
+        self.error = error
+        self.attempt = attempt

@@ -13,10 +13,11 @@ import ssl
 from typing import Any
 
 from .._errors import ConfigurationError, ErrorContext, InvalidInputError
+from ._async import AsyncDuplexStream, ReconnectEvent, ReconnectPolicy
 from ._messages import DEFAULT_PART_SIZE, MAX_PART_SIZE, DuplexMessage
 from ._request import build_headers, resolve_target
 from ._signing import Credentials
-from ._stream import AsyncDuplexStream, StreamSettings
+from ._stream import StreamSettings
 from ._sync import DuplexStream
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "AsyncDuplexStream",
     "DuplexMessage",
     "DuplexStream",
+    "ReconnectEvent",
+    "ReconnectPolicy",
     "StreamSettings",
     "settings_for",
 ]

@@ -45,7 +45,7 @@ from ._signing import Credentials, EventSigner, sign_request
 if TYPE_CHECKING:
     import h2.connection
 
-__all__ = ["AsyncDuplexStream", "StreamSettings"]
+__all__ = ["H2Stream", "StreamSettings"]
 
 logger = logging.getLogger("smclient")
 
@@ -84,31 +84,10 @@ class _End:
 _END = _End()
 
 
-class AsyncDuplexStream:
-    """A bidirectional stream to a model (asyncio): ``async with endpoint.duplex_async(...)
-    as stream``, then ``await stream.send(data)`` (``bytes`` go as ``BINARY``, ``str`` as
-    ``UTF8``), ``await stream.close_input()`` when done sending, and ``async for message in
-    stream`` for the model's :class:`DuplexMessage` values.
-
-    Errors: an error answer before the stream (:class:`ValidationError`,
-    :class:`ModelError` with the container's status, :class:`InternalFailureError`,
-    :class:`ServiceUnavailableError`) is raised when the block is entered; a failure during
-    the stream (:class:`ModelStreamError` with ``stream_error_code``,
-    :class:`InternalStreamFailureError`, :class:`StreamInterruptedError`,
-    :class:`StreamTimeoutError` when no message came within the read timeout) is raised
-    by the next ``send`` *and* the next read, after the messages that arrived before it.
-    A ``send`` after ``close_input`` raises :class:`DuplexClosedError`.
-
-    Leaving the block normally closes the input (if still open) and waits up to
-    ``close_timeout`` seconds for the model to end its answer; leaving it by an exception
-    or a cancellation resets the HTTP/2 stream at once. Messages still unread are dropped.
-
-    Attributes: ``invoked_production_variant`` (from the response), ``messages_sent``,
-    ``bytes_sent`` (payload bytes), ``messages_received``, ``bytes_received``,
-    ``opened_at`` (``clock()`` when the response arrived).
-
-    .. versionadded:: 0.2.0
-    """
+class H2Stream:
+    """One HTTP/2 connection carrying one stream; the public :class:`AsyncDuplexStream`
+    drives it (and replaces it when a reconnect policy says so). Its behaviour is the one
+    documented there."""
 
     def __init__(self, settings: StreamSettings) -> None:
         self._s = settings
@@ -642,4 +621,4 @@ class AsyncDuplexStream:
 
     def __repr__(self) -> str:
         state = "failed" if self._failure else self._state
-        return f"<AsyncDuplexStream {self._s.ctx.endpoint!r} {state}>"
+        return f"<H2Stream {self._s.ctx.endpoint!r} {state}>"

@@ -13,14 +13,16 @@ import asyncio
 import atexit
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+import attrs
 from typing_extensions import Self
 
 from .._errors import SMClientError
+from ._async import AsyncDuplexStream, ReconnectEvent, ReconnectPolicy
 from ._messages import DuplexMessage
-from ._stream import AsyncDuplexStream, StreamSettings
+from ._stream import StreamSettings
 
 __all__ = ["DuplexStream"]
 
@@ -80,18 +82,35 @@ class DuplexStream:
     (scripts, notebooks, threads); ``send`` may be called from one thread while another
     iterates.
 
-    The arguments, errors and closing rules are those of :class:`AsyncDuplexStream`.
+    The arguments, errors, closing rules and reconnects are those of
+    :class:`AsyncDuplexStream` (``on_reconnect`` is called in a worker thread with this
+    stream in its :class:`ReconnectEvent`).
 
     .. versionadded:: 0.2.0
     """
 
-    def __init__(self, settings: StreamSettings) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        *,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._runner = _LoopThread.get()
-        self._stream: AsyncDuplexStream = self._runner.run(self._make())
+        self._on_reconnect = on_reconnect
+        self._stream: AsyncDuplexStream = self._runner.run(self._make(reconnect))
 
-    async def _make(self) -> AsyncDuplexStream:
-        return AsyncDuplexStream(self._settings)  # its asyncio primitives bind to our loop
+    async def _make(self, policy: ReconnectPolicy | None) -> AsyncDuplexStream:
+        # Built on the private loop so its asyncio primitives belong to it.
+        hook = self._relay if self._on_reconnect is not None else None
+        return AsyncDuplexStream(self._settings, reconnect=policy, on_reconnect=hook)
+
+    async def _relay(self, event: ReconnectEvent) -> None:
+        # The caller's callback is blocking code that may use this stream: run it in a
+        # worker thread, never on the loop that carries the stream.
+        assert self._on_reconnect is not None
+        await asyncio.to_thread(self._on_reconnect, attrs.evolve(event, stream=self))
 
     def open(self) -> Self:
         """Connect and send the request (called by ``with``); see
@@ -131,6 +150,15 @@ class DuplexStream:
             if message is None:
                 return
             yield message
+
+    def reconnect(self) -> None:
+        """Move to a new stream now; see :meth:`AsyncDuplexStream.reconnect`."""
+        self._call(self._stream.reconnect())
+
+    @property
+    def reconnects(self) -> int:
+        """How many times this stream moved to a new connection."""
+        return self._stream.reconnects
 
     def close(self) -> None:
         """Close gracefully (bounded by ``close_timeout``); see
