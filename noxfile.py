@@ -55,3 +55,13 @@ def demo(session: nox.Session) -> None:
     """The demo against the embedded local endpoint (no AWS account needed)."""
     session.install("-e", ".[local]")
     session.run("smclient", "demo")
+
+
+@nox.session(python="3.12")
+def official_client(session: nox.Session) -> None:
+    """The official aws-sdk-sagemaker-runtime-http2 client (Python >= 3.12, CRT transport)
+    against the local bidirectional runtime; its test skips in the default suite."""
+    session.install("-e", ".[test]", "aws-sdk-sagemaker-runtime-http2[awscrt]")
+    session.run(
+        "python", "-m", "pytest", "tests/local/test_bidi_official_client.py", *session.posargs
+    )

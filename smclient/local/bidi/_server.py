@@ -595,12 +595,19 @@ class BidiServer:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
+            handlers = [
+                stream.task
+                for conn in self._conns
+                for stream in conn.streams.values()
+                if stream.task is not None
+            ]
             for conn in list(self._conns):
-                conn.cut()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
+                conn.cut()  # their read loops end on their own, no cancellation noise
+            for task in handlers:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if pending:
+                await asyncio.wait(pending, timeout=2)
 
         if loop.is_running():
             with contextlib.suppress(Exception):

@@ -12,7 +12,7 @@ import hmac
 import re
 import struct
 from collections.abc import Mapping
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 __all__ = ["EventChain", "SignatureError", "verify_request"]
 
@@ -67,11 +67,16 @@ def verify_request(
         if name not in headers:
             raise SignatureError(f"signed header {name!r} was not sent")
         lines.append(f"{name}:{' '.join(headers[name].split())}\n")
+    path, _, query = path.partition("?")
+    pairs = sorted(
+        (quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    )
     canonical = "\n".join(
         [
             method,
             quote(path, safe="/-_.~"),
-            "",
+            "&".join(f"{k}={v}" for k, v in pairs),
             "".join(lines),
             ";".join(names),
             "STREAMING-AWS4-HMAC-SHA256-EVENTS",
