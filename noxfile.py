@@ -48,6 +48,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "tests/benchmarks/bench_stream.py")
     session.run("python", "tests/benchmarks/bench_poller.py")
     session.run("python", "tests/benchmarks/bench_local.py")
+    # smclient alone here; `nox -s bench_official` adds the official client (Python 3.12).
+    session.run("python", "tests/benchmarks/bench_duplex.py")
 
 
 @nox.session
@@ -57,7 +59,18 @@ def demo(session: nox.Session) -> None:
     session.run("smclient", "demo")
 
 
-@nox.session(python="3.12")
+def _python312() -> str:
+    """A Python 3.12 interpreter: on PATH, else pyenv's (nox skips the session if none)."""
+    import glob
+    import os
+    import shutil
+
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(os.path.join(root, "versions", "3.12.*", "bin", "python3.12")))
+    return found[-1] if found else (shutil.which("python3.12") or "3.12")
+
+
+@nox.session(python=_python312())
 def official_client(session: nox.Session) -> None:
     """The official aws-sdk-sagemaker-runtime-http2 client (Python >= 3.12, CRT transport)
     against the local bidirectional runtime; its test skips in the default suite."""
@@ -65,3 +78,11 @@ def official_client(session: nox.Session) -> None:
     session.run(
         "python", "-m", "pytest", "tests/local/test_bidi_official_client.py", *session.posargs
     )
+
+
+@nox.session(python=_python312())
+def bench_official(session: nox.Session) -> None:
+    """Bidirectional streaming through the local runtime: smclient and the official client
+    side by side in one run (the official client needs Python >= 3.12)."""
+    session.install("-e", ".[test]", "aws-sdk-sagemaker-runtime-http2[awscrt]")
+    session.run("python", "tests/benchmarks/bench_duplex.py", *session.posargs)

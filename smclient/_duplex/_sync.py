@@ -65,6 +65,8 @@ class _LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=2)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 @atexit.register

@@ -26,6 +26,7 @@ Needs ``pip install 'smclient[duplex]'``. See ``docs/duplex.md``.
 
 from __future__ import annotations
 
+from ._container import ContainerBidiHandler
 from ._server import BidiCall, BidiModelError, BidiRejection, BidiServer, BidiStreamFailure
 from ._verify import EventChain, SignatureError, verify_request
 
@@ -35,6 +36,7 @@ __all__ = [
     "BidiRejection",
     "BidiServer",
     "BidiStreamFailure",
+    "ContainerBidiHandler",
     "EventChain",
     "SignatureError",
     "verify_request",

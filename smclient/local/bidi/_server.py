@@ -140,6 +140,9 @@ class BidiCall:
 
 
 Handler = Callable[[BidiCall], Awaitable[None]]
+"""A model: ``async def handler(call)``. An object handler may also have
+``async def accept(call) -> BidiRejection | None``, awaited before the answer's headers
+are sent (a rejection becomes the error answer, as a refused container WebSocket does)."""
 
 
 class _Conn:
@@ -322,18 +325,25 @@ class _Stream:
         self.input_done = False
         self.done = False
         self.failed: str | None = None
-        conn.h2.send_headers(
-            sid,
-            [
-                (":status", "200"),
-                ("content-type", _CONTENT_TYPE),
-                ("x-amzn-invoked-production-variant", conn.server.variant_name),
-                ("x-amzn-requestid", str(uuid.uuid4())),
-            ],
-        )
-        conn.flush()
+        self.responded = False
+
+    def respond(self) -> None:
+        """Send the ``200`` answer's headers (once the model accepted the stream)."""
+        if not self.responded:
+            self.responded = True
+            self.conn.h2.send_headers(
+                self.sid,
+                [
+                    (":status", "200"),
+                    ("content-type", _CONTENT_TYPE),
+                    ("x-amzn-invoked-production-variant", self.conn.server.variant_name),
+                    ("x-amzn-requestid", str(uuid.uuid4())),
+                ],
+            )
+            self.conn.flush()
 
     async def _emit(self, event: bytes) -> None:
+        self.respond()
         await self.conn.write(self.sid, event)
 
     def on_data(self, data: bytes) -> None:
@@ -422,13 +432,32 @@ class _Stream:
             json.dumps(fields).encode(),
         )
         self.done = True
+        self.respond()
         with contextlib.suppress(Exception):
             await self.conn.write(self.sid, event, end=True)
         self.conn.streams.pop(self.sid, None)
 
     async def serve(self) -> None:
+        handler = self.conn.server.handler
+        accept = getattr(handler, "accept", None)
+        if accept is not None:  # e.g. the container front: its WebSocket must open first
+            try:
+                rejection = await accept(self.call)
+            except asyncio.CancelledError:
+                return
+            if rejection is not None:
+                self.done = True
+                self.conn.streams.pop(self.sid, None)
+                self.conn._answer(
+                    self.sid,
+                    rejection.status,
+                    rejection.error_type,
+                    rejection.body(self.call.endpoint_name),
+                )
+                return
+        self.respond()
         try:
-            await self.conn.server.handler(self.call)
+            await handler(self.call)
         except asyncio.CancelledError:
             return
         except BidiModelError as exc:
@@ -442,6 +471,7 @@ class _Stream:
             await self._error_event("ModelError", f"{type(exc).__name__}: {exc}")
             return
         self.done = True
+        self.respond()
         with contextlib.suppress(Exception):
             await self.conn.write(self.sid, b"", end=True)
         self.conn.streams.pop(self.sid, None)
