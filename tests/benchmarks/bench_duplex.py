@@ -9,7 +9,9 @@ rotate the order. Two figures per contender, medians of the rounds:
 
 - ping-pong: send one 64-byte message, wait for its echo; the time per round trip is the
   latency a conversational caller sees;
-- pipelined: send N 1 KiB messages while reading the echoes; messages per second.
+- pipelined: send N 1 KiB messages while reading the echoes; messages per second;
+- client CPU time per message (process time over both phases), the steadier figure when
+  the machine is busy.
 
 Usage: python tests/benchmarks/bench_duplex.py [--rounds 5] [--messages 500]
 """
@@ -172,7 +174,7 @@ def main() -> None:
         contenders["official client (CRT)"] = official
     except ImportError:
         print("official client not installed (needs Python >= 3.12): nox -s bench_official")
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True
     )
@@ -185,7 +187,12 @@ def main() -> None:
         for round_number in range(args.rounds):
             order = names[round_number % len(names) :] + names[: round_number % len(names)]
             for name in order:
-                results[name].append(contenders[name](server, args.messages))  # type: ignore[arg-type]
+                cpu = time.process_time()
+                ping, rate = contenders[name](server, args.messages)  # type: ignore[arg-type]
+                # Client CPU per message (both phases: 2 x messages sent and received);
+                # steadier than wall time on a loaded machine (the server is elsewhere).
+                per = (time.process_time() - cpu) / (2 * args.messages)
+                results[name].append((ping, rate, per))
     finally:
         child.terminate()
         child.wait(10)
@@ -193,13 +200,14 @@ def main() -> None:
         f"python {sys.version.split()[0]}, rounds={args.rounds}, messages/round={args.messages},"
         " TLS loopback, echo model (medians of rounds)"
     )
-    base = statistics.median(r[0] for r in results[names[0]])
+    base = statistics.median(r[2] for r in results[names[0]])
     for name in names:
         ping = statistics.median(r[0] for r in results[name])
         rate = statistics.median(r[1] for r in results[name])
+        cpu = statistics.median(r[2] for r in results[name])
         print(
-            f"  {name:28s}: round trip {ping * 1e6:8.1f} us (x{ping / base:4.2f})   "
-            f"pipelined {rate:8.0f} msg/s"
+            f"  {name:28s}: round trip {ping * 1e6:7.0f} us   pipelined {rate:6.0f} msg/s   "
+            f"client CPU {cpu * 1e6:5.0f} us/msg (x{cpu / base:4.2f})"
         )
 
 
