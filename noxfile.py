@@ -86,3 +86,11 @@ def bench_official(session: nox.Session) -> None:
     side by side in one run (the official client needs Python >= 3.12)."""
     session.install("-e", ".[test]", "aws-sdk-sagemaker-runtime-http2[awscrt]")
     session.run("python", "tests/benchmarks/bench_duplex.py", *session.posargs)
+
+
+@nox.session
+def mms(session: nox.Session) -> None:
+    """The local runtime in front of a real multi-model-server + SageMaker inference toolkit
+    process on loopback (needs Java; the test skips, saying why, without it)."""
+    session.install("-e", ".[test,mms]")
+    session.run("python", "-m", "pytest", "tests/local/test_mms_real.py", "-rs", *session.posargs)

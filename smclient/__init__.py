@@ -67,9 +67,11 @@ if TYPE_CHECKING:
         Poller,
         S3AccessDeniedError,
         S3Object,
+        WaitResult,
         as_completed,
         wait,
     )
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -93,6 +95,10 @@ __all__ = [
     "AsyncInferenceError",
     "AsyncInvocation",
     "AsyncTimeoutError",
+    "BatchItem",
+    "BatchResult",
+    "BatchRun",
+    "BatchSummary",
     "CSVCodec",
     "ClientConfig",
     "Codec",
@@ -146,6 +152,7 @@ __all__ = [
     "ThrottlingError",
     "TransportError",
     "ValidationError",
+    "WaitResult",
     "as_completed",
     "create_async_endpoint",
     "create_multi_model_endpoint",
@@ -160,6 +167,10 @@ _LAZY = {
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
+    "BatchItem": "_batch",
+    "BatchResult": "_batch",
+    "BatchRun": "_batch",
+    "BatchSummary": "_batch",
     "Completion": "_asyncinference",
     "DuplexMessage": "_duplex",
     "DuplexStream": "_duplex",
@@ -169,6 +180,7 @@ _LAZY = {
     "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",
     "create_multi_model_endpoint": "_deploy",
@@ -181,9 +193,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smclient' has no attribute {name!r}")
+    # Classes say smclient.Name already: their defining packages set __module__.
     value = getattr(importlib.import_module(f".{module}", __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
     globals()[name] = value
     return value
 

@@ -12,6 +12,10 @@ def test_public_names_are_pinned() -> None:
         "AsyncInferenceError",
         "AsyncInvocation",
         "AsyncTimeoutError",
+        "BatchItem",
+        "BatchResult",
+        "BatchRun",
+        "BatchSummary",
         "CSVCodec",
         "ClientConfig",
         "Codec",
@@ -65,6 +69,7 @@ def test_public_names_are_pinned() -> None:
         "ThrottlingError",
         "TransportError",
         "ValidationError",
+        "WaitResult",
         "as_completed",
         "create_async_endpoint",
         "create_multi_model_endpoint",
@@ -106,7 +111,7 @@ def test_import_builds_no_client_and_does_not_import_boto3() -> None:
     code = (
         "import sys, smclient; "
         "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference', "
-        "'smclient._duplex', 'h2')])"
+        "'smclient._batch', 'smclient._duplex', 'h2')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False"] * 6
+    assert out.stdout.split() == ["False"] * 7

@@ -33,6 +33,11 @@ __all__ = [
 
 OPERATION = "InvokeEndpointWithBidirectionalStream"
 
+# Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
+for _cls in (AsyncDuplexStream, DuplexMessage, DuplexStream, ReconnectEvent, ReconnectPolicy):
+    _cls.__module__ = "smclient"
+del _cls
+
 
 def _require_h2() -> None:
     try:

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -29,6 +30,9 @@ from typing import Any
 import attrs
 from typing_extensions import Self
 
+from smclient import DuplexMessage
+
+from ._frames import Joiner, decode_events, exception_event, payload_part, to_message
 from ._verify import EventChain, SignatureError, verify_request
 
 __all__ = ["BidiCall", "BidiModelError", "BidiRejection", "BidiServer", "BidiStreamFailure"]
@@ -129,14 +133,12 @@ class BidiCall:
 
     async def send(self, data: Any, *, complete: bool = True) -> None:
         """Send a message (or, with ``complete=False``, a ``PARTIAL`` part)."""
-        from ..._duplex._messages import DuplexMessage, encode_part
-
         if isinstance(data, DuplexMessage):
-            await self._emit(encode_part(data.data, data.data_type, data.complete and complete))
+            await self._emit(payload_part(data.data, data.data_type, data.complete and complete))
         elif isinstance(data, str):
-            await self._emit(encode_part(data.encode(), "UTF8", complete))
+            await self._emit(payload_part(data.encode(), "UTF8", complete))
         else:
-            await self._emit(encode_part(bytes(data), "BINARY", complete))
+            await self._emit(payload_part(bytes(data), "BINARY", complete))
 
 
 Handler = Callable[[BidiCall], Awaitable[None]]
@@ -262,7 +264,18 @@ class _Conn:
                 rejection.body(name),
             )
             return
-        stream = _Stream(self, sid, name, headers, chain)
+        handler = self.server.handler_for(name)
+        if handler is None:
+            self._answer(
+                sid,
+                400,
+                "InputValidationError",
+                json.dumps(
+                    {"Message": f"Endpoint {name} of account 000000000000 not found."}
+                ).encode(),
+            )
+            return
+        stream = _Stream(self, sid, name, headers, chain, handler)
         self.streams[sid] = stream
         stream.task = asyncio.get_running_loop().create_task(stream.serve())
 
@@ -310,16 +323,16 @@ class _Stream:
         name: str,
         headers: Mapping[str, str],
         chain: EventChain | None,
+        handler: Handler,
     ) -> None:
         from botocore.eventstream import EventStreamBuffer
-
-        from ..._duplex._messages import Reassembler
 
         self.conn = conn
         self.sid = sid
         self.chain = chain
+        self.handler = handler
         self.buffer = EventStreamBuffer()
-        self.reassembler = Reassembler(conn.server.max_message_bytes)
+        self.reassembler = Joiner(conn.server.max_message_bytes)
         self.call = BidiCall(name, headers, self._emit)
         self.task: asyncio.Task[None] | None = None
         self.input_done = False
@@ -349,9 +362,6 @@ class _Stream:
     def on_data(self, data: bytes) -> None:
         from botocore.eventstream import ParserError
 
-        from ..._duplex._eventstream import Event, decode_one
-        from ..._duplex._messages import parse_part
-
         if self.input_done or self.failed:
             return
         self.buffer.add_data(data)
@@ -375,12 +385,15 @@ class _Stream:
                 self._end_input()
                 return
             try:
-                inner = decode_one(payload) if signed else Event(headers, payload)
-            except (ParserError, ValueError) as exc:
+                inner = decode_events(payload) if signed else [(headers, payload)]
+            except ParserError as exc:
                 self._refuse(f"corrupt inner event: {exc}")
                 return
+            if len(inner) != 1:
+                self._refuse(f"a signed event must carry one inner event, not {len(inner)}")
+                return
             self.conn.server.events_received += 1
-            part = parse_part(inner)
+            part = to_message(*inner[0])
             try:
                 whole = self.reassembler.feed(part)
             except OverflowError as exc:
@@ -417,20 +430,9 @@ class _Stream:
     async def _error_event(self, code: str | None, message: str) -> None:
         """A ``ModelStreamError`` event with ``code``, or ``InternalStreamFailure``
         when ``code`` is ``None``; then the end of the stream."""
-        from ..._duplex._eventstream import encode_message
-
         fields = {"Message": message} if code is None else {"Message": message, "ErrorCode": code}
-        event = encode_message(
-            [
-                (":message-type", "exception"),
-                (
-                    ":exception-type",
-                    "InternalStreamFailure" if code is None else "ModelStreamError",
-                ),
-                (":content-type", "application/json"),
-            ],
-            json.dumps(fields).encode(),
-        )
+        kind = "InternalStreamFailure" if code is None else "ModelStreamError"
+        event = exception_event(kind, fields)
         self.done = True
         self.respond()
         with contextlib.suppress(Exception):
@@ -438,7 +440,7 @@ class _Stream:
         self.conn.streams.pop(self.sid, None)
 
     async def serve(self) -> None:
-        handler = self.conn.server.handler
+        handler = self.handler
         accept = getattr(handler, "accept", None)
         if accept is not None:  # e.g. the container front: its WebSocket must open first
             try:
@@ -479,7 +481,9 @@ class _Stream:
 
 class BidiServer:
     """Serves ``POST /endpoints/{name}/invocations-bidirectional-stream`` over HTTP/2 on
-    loopback, hosting ``handler`` (``async def handler(call: BidiCall) -> None``).
+    loopback, hosting ``handler`` (``async def handler(call: BidiCall) -> None``) for every
+    endpoint name, or a mapping of endpoint name to handler (other names get the service's
+    400 "not found").
 
     ``credentials`` (access key -> secret key): when given, the request and every event
     signature are verified (a bad request signature gets 403, a bad event signature ends
@@ -497,7 +501,7 @@ class BidiServer:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | Mapping[str, Handler],
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -510,7 +514,11 @@ class BidiServer:
         max_message_bytes: int = 64 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.handler = handler
+        # One handler for every endpoint name, or a handler per endpoint name (others: 400).
+        self.handlers: Mapping[str, Handler] | None = (
+            dict(handler) if isinstance(handler, Mapping) else None
+        )
+        self.handler: Handler | None = None if isinstance(handler, Mapping) else handler
         self.host = host
         self.port = port
         self.credentials = dict(credentials) if credentials is not None else None
@@ -536,6 +544,26 @@ class BidiServer:
         """``http://127.0.0.1:PORT`` (h2c) or ``https://...`` with TLS: give it to
         ``Endpoint(..., endpoint_url=...)``."""
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    def handler_for(self, endpoint_name: str) -> Handler | None:
+        """The handler serving ``endpoint_name`` (``None``: no such endpoint)."""
+        if self.handlers is not None:
+            return self.handlers.get(endpoint_name)
+        return self.handler
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve an accepted connection whose client speaks HTTP/2 with prior knowledge
+        (the local runtime hands over such connections from its HTTP/1.1 port)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            sock.close()
+            return
+
+        async def serve() -> None:
+            reader, writer = await asyncio.open_connection(sock=sock)
+            await self._accept(reader, writer)
+
+        asyncio.run_coroutine_threadsafe(serve(), loop)
 
     def _aged(self, conn: _Conn) -> bool:
         return self.clock() - conn.opened >= self.max_connection_age
