@@ -434,3 +434,29 @@ def test_model_error_keeps_the_containers_status_and_log_stream() -> None:
         "arn:aws:logs:x",
         "rid",
     )
+
+
+def test_a_configured_proxy_is_refused_clearly_before_connecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    endpoint = Endpoint(
+        "e", endpoint_url="https://vpce.example", config=ClientConfig(sign_requests=False)
+    )
+    with pytest.raises(ConfigurationError, match="proxies"):
+        endpoint.duplex()
+    monkeypatch.setenv("NO_PROXY", "vpce.example")
+    endpoint.duplex()  # bypassed: built (nothing is sent before the block is entered)
+
+
+def test_missing_extra_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "h2", None)  # as if smclient[duplex] were not installed
+    endpoint = Endpoint(
+        "e", endpoint_url="http://127.0.0.1:9", config=ClientConfig(sign_requests=False)
+    )
+    with pytest.raises(ConfigurationError, match=r"smclient\[duplex\]"):
+        endpoint.duplex()

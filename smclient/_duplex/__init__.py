@@ -114,9 +114,20 @@ def settings_for(
     agent = f"smclient/{__version__}" + (
         f" {config.user_agent_extra}" if config.user_agent_extra else ""
     )
+    from .._transport import proxied
+
+    if proxied(f"{target.scheme}://{target.host}"):
+        raise ConfigurationError(
+            f"a proxy is configured for {target.host} (HTTPS_PROXY / HTTP_PROXY), and "
+            "bidirectional streams cannot go through proxies yet: add the host to NO_PROXY "
+            "or connect directly"
+        )
     context = None
-    bundle = os.environ.get("AWS_CA_BUNDLE")
-    if target.scheme == "https" and bundle:  # botocore's own setting for a private CA
+    core = getattr(session, "_session", None)
+    # botocore's own setting for a private CA: AWS_CA_BUNDLE or ca_bundle in the profile.
+    bundle = core.get_config_variable("ca_bundle") if core is not None else None
+    bundle = bundle or os.environ.get("AWS_CA_BUNDLE")
+    if target.scheme == "https" and bundle:
         context = ssl.create_default_context(cafile=bundle)
     return StreamSettings(
         target=target,
