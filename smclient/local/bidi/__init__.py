@@ -26,6 +26,7 @@ Needs ``pip install 'smclient[duplex]'``. See ``docs/duplex.md``.
 
 from __future__ import annotations
 
+from ._check import check_bidi_container
 from ._container import ContainerBidiHandler
 from ._server import BidiCall, BidiModelError, BidiRejection, BidiServer, BidiStreamFailure
 from ._verify import EventChain, SignatureError, verify_request
@@ -39,6 +40,7 @@ __all__ = [
     "ContainerBidiHandler",
     "EventChain",
     "SignatureError",
+    "check_bidi_container",
     "verify_request",
 ]
 
