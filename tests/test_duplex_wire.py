@@ -386,6 +386,23 @@ def test_one_thread_sends_while_another_reads() -> None:
     assert [m.text for m in received[::2]] == [str(i) for i in range(50)]
 
 
+def test_the_private_loop_thread_runs_only_while_a_blocking_stream_is_open() -> None:
+    def ours() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "smclient-duplex-loop"]
+
+    with BidiServer(echo) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        unopened = endpoint.duplex()
+        assert ours() == []  # nothing starts before a stream opens
+        with endpoint.duplex() as first, endpoint.duplex() as second:
+            first.send(b"a")
+            second.send(b"b")
+            assert ours() == ["smclient-duplex-loop"]  # one loop for every stream
+            assert first.receive() == DuplexMessage(b"A")
+        assert ours() == []  # the last close stops it
+        del unopened
+
+
 def test_connect_failure_is_a_connect_error() -> None:
     from smclient import ConnectError
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import attrs
 from typing_extensions import Self
 
-from .._errors import SMClientError
+from .._errors import DuplexClosedError, SMClientError
 from ._async import AsyncDuplexStream, ReconnectEvent, ReconnectPolicy
 from ._messages import DuplexMessage
 from ._stream import StreamSettings
@@ -30,13 +31,16 @@ T = TypeVar("T")
 
 
 class _LoopThread:
-    """One event loop per process, in a daemon thread, started on first use."""
+    """One event loop per process in a daemon thread, running while a blocking stream is
+    open: started by the first open, stopped (and its thread joined) when the last one
+    closes, so a process with no open stream has no thread of ours."""
 
     _lock = threading.Lock()
     _instance: _LoopThread | None = None
 
     def __init__(self) -> None:
         self.pid = os.getpid()
+        self.users = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="smclient-duplex-loop", daemon=True
@@ -44,12 +48,22 @@ class _LoopThread:
         self.thread.start()
 
     @classmethod
-    def get(cls) -> _LoopThread:
+    def acquire(cls) -> _LoopThread:
         with cls._lock:
             found = cls._instance
             if found is None or found.pid != os.getpid():  # forked: the thread is not ours
                 found = cls._instance = cls()
+            found.users += 1
             return found
+
+    def release(self) -> None:
+        with _LoopThread._lock:
+            self.users -= 1
+            last = self.users == 0 and _LoopThread._instance is self
+            if last:
+                _LoopThread._instance = None
+        if last:
+            self.stop()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self.thread:
@@ -63,8 +77,14 @@ class _LoopThread:
             raise
 
     def stop(self) -> None:
+        if threading.current_thread() is self.thread or self.loop.is_closed():
+            return
+        with contextlib.suppress(Exception):  # worker threads of on_reconnect callbacks
+            asyncio.run_coroutine_threadsafe(
+                self.loop.shutdown_default_executor(), self.loop
+            ).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=2)
+        self.thread.join(timeout=5)
         if not self.thread.is_alive():
             self.loop.close()
 
@@ -99,14 +119,12 @@ class DuplexStream:
         on_reconnect: Callable[[ReconnectEvent], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._runner = _LoopThread.get()
         self._on_reconnect = on_reconnect
-        self._stream: AsyncDuplexStream = self._runner.run(self._make(reconnect))
-
-    async def _make(self, policy: ReconnectPolicy | None) -> AsyncDuplexStream:
-        # Built on the private loop so its asyncio primitives belong to it.
-        hook = self._relay if self._on_reconnect is not None else None
-        return AsyncDuplexStream(self._settings, reconnect=policy, on_reconnect=hook)
+        hook = self._relay if on_reconnect is not None else None
+        # Its asyncio primitives bind to the private loop when first used there.
+        self._stream = AsyncDuplexStream(settings, reconnect=reconnect, on_reconnect=hook)
+        self._runner: _LoopThread | None = None
+        self._state = "new"  # new -> open -> closed
 
     async def _relay(self, event: ReconnectEvent) -> None:
         # The caller's callback is blocking code that may use this stream: run it in a
@@ -117,10 +135,14 @@ class DuplexStream:
     def open(self) -> Self:
         """Connect and send the request (called by ``with``); see
         :meth:`AsyncDuplexStream.open`."""
+        if self._state != "new":
+            raise DuplexClosedError("this stream was already opened; open a new one")
+        self._state = "open"
+        self._runner = _LoopThread.acquire()
         try:
             self._runner.run(self._stream.open())
         except BaseException:
-            self._runner.loop.call_soon_threadsafe(self._stream.abort)
+            self.abort()
             raise
         return self
 
@@ -165,22 +187,52 @@ class DuplexStream:
     def close(self) -> None:
         """Close gracefully (bounded by ``close_timeout``); see
         :meth:`AsyncDuplexStream.aclose`."""
-        self._runner.run(self._stream.aclose())
+        runner = self._runner
+        if runner is None or self._state == "closed":
+            return
+        try:
+            runner.run(self._stream.aclose())
+        finally:
+            self._finish()
 
     def abort(self) -> None:
         """Reset the stream and close the connection now."""
+        runner = self._runner
+        if runner is None or self._state == "closed":
+            return
 
         async def _abort() -> None:
             self._stream.abort()
 
-        self._runner.run(_abort())
+        try:
+            runner.run(_abort())
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._state = "closed"
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.release()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        runner = self._runner
+        if runner is None:
+            coro.close()
+            if self._state == "new":
+                raise DuplexClosedError("the stream is not open: use it in a with block")
+            self._raise_failure()
+            raise DuplexClosedError("the stream is closed: open a new stream to send more")
         try:
-            return self._runner.run(coro)
+            return runner.run(coro)
         except (KeyboardInterrupt, SystemExit):
             self.abort()
             raise
+
+    def _raise_failure(self) -> None:
+        failure = self._stream.failure
+        if failure is not None:
+            raise failure
 
     @property
     def failure(self) -> SMClientError | None:
