@@ -55,7 +55,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The demo against the embedded local endpoint (no AWS account needed)."""
-    session.install("-e", ".[local]")
+    session.install("-e", ".[local,duplex]")
     session.run("smclient", "demo")
 
 
