@@ -87,11 +87,11 @@ def capture_template(client: Any) -> Template:
         client.invoke_endpoint(EndpointName=_PROBE, Body=b"")
     finally:
         client.meta.events.unregister(event, unique_id=_CAPTURE_ID)
-    headers = {k.lower(): v for k, v in seen["headers"].items()}
-    ua = headers.get("user-agent", "")
-    return Template(
-        seen["url"], ua.decode() if isinstance(ua, bytes) else ua, headers.get("amz-sdk-request")
-    )
+    headers = {
+        k.lower(): v.decode("latin-1") if isinstance(v, bytes) else v
+        for k, v in seen["headers"].items()
+    }
+    return Template(seen["url"], headers.get("user-agent", ""), headers.get("amz-sdk-request"))
 
 
 def _sha256(data: bytes) -> str:
@@ -322,25 +322,33 @@ class FastTransport:
                     raise bce.ConnectTimeoutError(endpoint_url=self._url, error=exc) from exc
                 except OSError as exc:
                     raise bce.EndpointConnectionError(endpoint_url=self._url, error=exc) from exc
+            # One write for the request line, headers and body (http.client's putheader
+            # machinery and its two writes cost more CPU than the signature).
+            lines = [f"POST {path} HTTP/1.1"]
+            if not self._crt:
+                lines.append(f"Host: {self._template.host}")
+            lines.append("Accept-Encoding: identity")
+            lines += [f"{name}: {value}" for name, value in headers]
+            lines.append("\r\n")
+            data = "\r\n".join(lines).encode("latin-1") + request.body
+            sock = conn.sock
+            assert sock is not None
+            response = http.client.HTTPResponse(sock, method="POST")
             try:
-                conn.putrequest("POST", path, skip_host=self._crt)
-                for name, value in headers:
-                    conn.putheader(name, value)
-                conn.endheaders(request.body)
-                response = conn.getresponse()
-            except TimeoutError as exc:
-                raise bce.ReadTimeoutError(endpoint_url=self._url, error=exc) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise bce.ConnectionClosedError(endpoint_url=self._url) from exc
+                try:
+                    sock.sendall(data)
+                    response.begin()
+                    if request.operation == STREAM and response.status < 300:
+                        return self._stream(conn, response)
+                    body = response.read()
+                except TimeoutError as exc:
+                    raise bce.ReadTimeoutError(endpoint_url=self._url, error=exc) from exc
+                except (OSError, http.client.HTTPException) as exc:
+                    raise bce.ConnectionClosedError(endpoint_url=self._url) from exc
+            except BaseException:
+                response.close()  # its file keeps the socket open after conn.close() otherwise
+                raise
             status = response.status
-            if request.operation == STREAM and status < 300:
-                return self._stream(conn, response)
-            try:
-                body = response.read()
-            except TimeoutError as exc:
-                raise bce.ReadTimeoutError(endpoint_url=self._url, error=exc) from exc
-            except (OSError, http.client.HTTPException) as exc:
-                raise bce.ConnectionClosedError(endpoint_url=self._url) from exc
         except BaseException:
             conn.close()
             raise
