@@ -57,6 +57,9 @@ from ._splitting import SSEEvent
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from ._async_endpoint import AsyncEndpoint, AsyncModelHandle, as_completed_async, wait_async
+    from ._async_session import AsyncSession
+    from ._async_streaming import AsyncResponseStream
     from ._asyncinference import (
         AsyncInferenceError,
         AsyncInvocation,
@@ -80,8 +83,12 @@ __all__ = [
     "JSON",
     "NPY",
     "RAW",
+    "AsyncEndpoint",
     "AsyncInferenceError",
     "AsyncInvocation",
+    "AsyncModelHandle",
+    "AsyncResponseStream",
+    "AsyncSession",
     "AsyncTimeoutError",
     "CSVCodec",
     "ClientConfig",
@@ -131,14 +138,22 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "as_completed",
+    "as_completed_async",
     "create_async_endpoint",
     "create_multi_model_endpoint",
     "delete_endpoint",
     "wait",
+    "wait_async",
 ]
 
 # Async inference and endpoint creation load on first use: they cost ~30 ms of import time.
 _LAZY = {
+    "AsyncEndpoint": "_async_endpoint",
+    "AsyncModelHandle": "_async_endpoint",
+    "AsyncResponseStream": "_async_streaming",
+    "AsyncSession": "_async_session",
+    "as_completed_async": "_async_endpoint",
+    "wait_async": "_async_endpoint",
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",

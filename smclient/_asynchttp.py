@@ -15,6 +15,7 @@ back in the pool with an answer pending); a stream closed before its end closes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import weakref
@@ -42,7 +43,7 @@ async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
 class _Headers(dict[str, str]):
     """Response headers, lower-case names; ``get`` is case-insensitive."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return super().get(name.lower(), default)
 
 
@@ -89,10 +90,8 @@ def _close_pools(pools: weakref.WeakKeyDictionary[Any, _Pool]) -> None:
         if loop.is_closed():
             continue
         for conn in pool.idle:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(conn.close)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
 
 
 class AsyncPools:
@@ -125,10 +124,8 @@ class AsyncPools:
             elif not owner.is_closed():
                 owner.call_soon_threadsafe(pool.close)
         for writer in closing:
-            try:
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            except (OSError, asyncio.CancelledError):  # pragma: no cover - best effort
-                pass
 
 
 @attrs.define

@@ -8,8 +8,12 @@ def test_public_names_are_pinned() -> None:
         "JSON",
         "NPY",
         "RAW",
+        "AsyncEndpoint",
         "AsyncInferenceError",
         "AsyncInvocation",
+        "AsyncModelHandle",
+        "AsyncResponseStream",
+        "AsyncSession",
         "AsyncTimeoutError",
         "CSVCodec",
         "ClientConfig",
@@ -59,10 +63,12 @@ def test_public_names_are_pinned() -> None:
         "TransportError",
         "ValidationError",
         "as_completed",
+        "as_completed_async",
         "create_async_endpoint",
         "create_multi_model_endpoint",
         "delete_endpoint",
         "wait",
+        "wait_async",
     ]
 
 
