@@ -104,9 +104,7 @@ def contenders(url: str) -> dict[str, Callable[[], Any]]:
         "raw boto3, default config": call_raw,
         "raw boto3, smclient's config": call_pinned,
         "smclient, fast transport": lambda: fast.invoke(BODY, content_type="application/json"),
-        "smclient, boto3 transport": lambda: fallback.invoke(
-            BODY, content_type="application/json"
-        ),
+        "smclient, boto3 transport": lambda: fallback.invoke(BODY, content_type="application/json"),
     }
 
 
@@ -161,7 +159,12 @@ def throughput(args: argparse.Namespace) -> None:
             done = [0] * args.threads
             stop = threading.Event()
 
-            def worker(i: int, fn: Callable[[], Any] = fn) -> None:
+            def worker(
+                i: int,
+                fn: Callable[[], Any] = fn,
+                stop: threading.Event = stop,
+                done: list[int] = done,
+            ) -> None:
                 while not stop.is_set():
                     fn()
                     done[i] += 1
