@@ -251,7 +251,11 @@ async def send_async(
             reusable = headers.get("connection", "").lower() != "close"
             if request.operation == STREAM and status < 300:
                 return _stream(conn, pool, headers, read_timeout, reusable)
-            body = b"".join([chunk async for chunk in _body(conn.reader, headers, read_timeout)])
+            length = headers.get("content-length")
+            if length is not None and "transfer-encoding" not in headers:
+                body = await _within(read_timeout, conn.reader.readexactly(int(length)))
+            else:
+                body = b"".join([c async for c in _body(conn.reader, headers, read_timeout)])
         except TimeoutError as exc:
             raise bce.ReadTimeoutError(endpoint_url=fast.url, error=exc) from exc
         except (OSError, EOFError, http.client.HTTPException, asyncio.LimitOverrunError) as exc:
