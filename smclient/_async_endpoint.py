@@ -320,7 +320,8 @@ class AsyncEndpoint:
         return await asyncio.to_thread(self._endpoint.submit, body, **options)
 
     async def aclose(self) -> None:
-        """Close the connection pools (asyncio and boto3). The endpoint stays usable."""
+        """Close the running loop's connections and the boto3 clients' pools. The endpoint
+        stays usable. An endpoint used from several loops is closed from each of them."""
         await self._requester.aclose()
         self._endpoint.close()
 

@@ -111,19 +111,16 @@ class AsyncPools:
         return pool
 
     async def aclose(self) -> None:
-        """Close the running loop's idle connections (and, from their loops, the others')."""
+        """Close the running loop's idle connections. Other loops' pools are theirs to
+        close (from their own loop): a loop may still be using them."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            pools = list(self._pools.items())
-            self._pools = weakref.WeakKeyDictionary()
-        closing = []
-        for owner, pool in pools:
-            if owner is loop:
-                closing += [conn.writer for conn in pool.idle]
-                pool.close()
-            elif not owner.is_closed():
-                owner.call_soon_threadsafe(pool.close)
-        for writer in closing:
+            pool = self._pools.pop(loop, None)
+        if pool is None:
+            return
+        writers = [conn.writer for conn in pool.idle]
+        pool.close()
+        for writer in writers:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
