@@ -23,6 +23,7 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectionClosedError,
+    DuplexClosedError,
     InternalDependencyError,
     InternalFailureError,
     InternalStreamFailureError,
@@ -36,6 +37,7 @@ from ._errors import (
     ServiceUnavailableError,
     SMClientError,
     StreamInterruptedError,
+    StreamReconnectedError,
     StreamTimeoutError,
     ThrottlingError,
     TransportError,
@@ -68,14 +70,23 @@ if TYPE_CHECKING:
         Poller,
         S3AccessDeniedError,
         S3Object,
+        WaitResult,
         as_completed,
         wait,
     )
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
         create_multi_model_endpoint,
         delete_endpoint,
+    )
+    from ._duplex import (
+        AsyncDuplexStream,
+        DuplexMessage,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
     )
 
 __all__ = [
@@ -83,6 +94,7 @@ __all__ = [
     "JSON",
     "NPY",
     "RAW",
+    "AsyncDuplexStream",
     "AsyncEndpoint",
     "AsyncInferenceError",
     "AsyncInvocation",
@@ -90,6 +102,10 @@ __all__ = [
     "AsyncResponseStream",
     "AsyncSession",
     "AsyncTimeoutError",
+    "BatchItem",
+    "BatchResult",
+    "BatchRun",
+    "BatchSummary",
     "CSVCodec",
     "ClientConfig",
     "Codec",
@@ -97,6 +113,9 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionClosedError",
+    "DuplexClosedError",
+    "DuplexMessage",
+    "DuplexStream",
     "Endpoint",
     "EndpointCreationError",
     "InternalDependencyError",
@@ -113,6 +132,8 @@ __all__ = [
     "Poller",
     "RawCodec",
     "ReadTimeoutError",
+    "ReconnectEvent",
+    "ReconnectPolicy",
     "ResponseStream",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -133,10 +154,12 @@ __all__ = [
     "SessionProtocol",
     "SessionState",
     "StreamInterruptedError",
+    "StreamReconnectedError",
     "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
     "ValidationError",
+    "WaitResult",
     "as_completed",
     "as_completed_async",
     "create_async_endpoint",
@@ -146,8 +169,10 @@ __all__ = [
     "wait_async",
 ]
 
-# Async inference and endpoint creation load on first use: they cost ~30 ms of import time.
+# Async inference, endpoint creation and bidirectional streaming load on first use: they
+# cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
+    "AsyncDuplexStream": "_duplex",
     "AsyncEndpoint": "_async_endpoint",
     "AsyncModelHandle": "_async_endpoint",
     "AsyncResponseStream": "_async_streaming",
@@ -157,11 +182,20 @@ _LAZY = {
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
+    "BatchItem": "_batch",
+    "BatchResult": "_batch",
+    "BatchRun": "_batch",
+    "BatchSummary": "_batch",
     "Completion": "_asyncinference",
+    "DuplexMessage": "_duplex",
+    "DuplexStream": "_duplex",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",
+    "ReconnectEvent": "_duplex",
+    "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",
     "create_multi_model_endpoint": "_deploy",
@@ -174,9 +208,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smclient' has no attribute {name!r}")
+    # Classes say smclient.Name already: their defining packages set __module__.
     value = getattr(importlib.import_module(f".{module}", __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
     globals()[name] = value
     return value
 

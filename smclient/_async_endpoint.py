@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from typing_extensions import Self
@@ -38,7 +38,7 @@ from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
     from ._async_session import AsyncSession
-    from ._asyncinference import AsyncInvocation, Completion, Poller
+    from ._asyncinference import AsyncInvocation, Completion, Poller, WaitResult
 
 __all__ = ["AsyncEndpoint", "AsyncModelHandle", "AsyncRequester"]
 
@@ -74,7 +74,7 @@ class AsyncRequester:
             return response
 
         response, outcome = await run_async(
-            retry or self.sync.retry,
+            check.retry_policy(retry) or self.sync.retry,
             attempt,
             endpoint=self.sync.name,
             operation=INVOKE,
@@ -103,7 +103,10 @@ class AsyncRequester:
             return opened
 
         opened, _outcome = await run_async(
-            retry or self.sync.retry, attempt, endpoint=self.sync.name, operation=STREAM
+            check.retry_policy(retry) or self.sync.retry,
+            attempt,
+            endpoint=self.sync.name,
+            operation=STREAM,
         )
         return opened
 
@@ -116,7 +119,10 @@ class AsyncRequester:
             return response
 
         return await run_async(
-            retry or self.sync.retry, attempt, endpoint=self.sync.name, operation=ASYNC
+            check.retry_policy(retry) or self.sync.retry,
+            attempt,
+            endpoint=self.sync.name,
+            operation=ASYNC,
         )
 
     async def aclose(self) -> None:
@@ -374,21 +380,58 @@ class AsyncModelHandle:
         return await self.endpoint.invoke(body, target_model=self.target_model, **options)
 
 
+_WAIT_SLICE = 2.0  # seconds a worker thread polls before the loop checks for cancellation
+
+
 async def wait_async(
     invocations: Iterable[AsyncInvocation],
     *,
     timeout: float | None = None,
+    return_when: Literal["FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"] = "ALL_COMPLETED",
     poller: Poller | None = None,
-) -> list[Completion]:
-    """:func:`smclient.wait` for asyncio: the same poller (its S3 and SNS/SQS calls run in a
-    worker thread), awaited without blocking the loop.
+) -> WaitResult:
+    """:func:`smclient.wait` for asyncio: the same poller logic and result (``(done,
+    not_done)``), awaited without blocking the loop. The poller's S3 and SNS/SQS calls run in
+    a worker thread, in slices of at most 2 s resumed with ``not_done``, so a cancelled
+    ``wait_async`` leaves nothing polling for longer than that.
+
+    ``timeout`` (seconds, default: until the last invocation's deadline) and
+    ``return_when`` as :func:`smclient.wait`.
 
     .. versionadded:: 0.2.0
     """
-    from ._asyncinference import wait
+    from ._asyncinference import WaitResult, wait
 
     items = list(invocations)
-    return await asyncio.to_thread(wait, items, timeout=timeout, poller=poller)
+    now = time.time()
+    if timeout is None:
+        timeout = max((h.deadline for h in items), default=now) - now
+    deadline = time.monotonic() + max(timeout, 0.0)
+    done: list[AsyncInvocation] = []
+    pending = items
+    while True:
+        left = deadline - time.monotonic()
+        piece = await asyncio.to_thread(
+            wait,
+            pending,
+            timeout=max(min(left, _WAIT_SLICE), 0.0),
+            return_when=return_when,
+            poller=poller,
+        )
+        done += piece.done
+        pending = piece.not_done
+        finished = not pending or (return_when == "FIRST_COMPLETED" and bool(done))
+        if not finished and return_when == "FIRST_EXCEPTION" and piece.done:
+            # A failure's details are an S3 read: asked in the worker thread too.
+            finished = await asyncio.to_thread(_any_failed, piece.done)
+        if finished or left <= _WAIT_SLICE:
+            order = {id(h): i for i, h in enumerate(items)}
+            done.sort(key=lambda h: order[id(h)])
+            return WaitResult(done, pending)
+
+
+def _any_failed(handles: list[AsyncInvocation]) -> bool:
+    return any(h.exception() is not None for h in handles)
 
 
 async def as_completed_async(
@@ -398,7 +441,9 @@ async def as_completed_async(
     poller: Poller | None = None,
 ) -> AsyncIterator[Completion]:
     """:func:`smclient.as_completed` for asyncio: ``async for c in as_completed_async(h)``;
-    the same poller, in a worker thread.
+    the same poller, in a worker thread. Leaving the loop early (or cancelling it) leaves that
+    thread polling until the next completion or ``timeout``: prefer :func:`wait_async`
+    (which stops within 2 s) where that matters.
 
     .. versionadded:: 0.2.0
     """

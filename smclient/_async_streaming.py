@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from typing_extensions import Self
 
 from ._errors import ErrorContext, SMClientError
@@ -42,8 +43,9 @@ class AsyncResponseStream:
         """Internal: streams come from :meth:`smclient.AsyncEndpoint.stream`."""
         self._response = response
         self._sync = sync
-        self._decoder = FrameDecoder(ctx, started)
         source: Any = response if response is not None else sync
+        # Errors of this stream carry the request id of its response.
+        self._decoder = FrameDecoder(attrs.evolve(ctx, request_id=source.request_id), started)
         self.content_type: str | None = source.content_type
         self.invoked_production_variant: str | None = source.invoked_production_variant
         self.custom_attributes: str | None = source.custom_attributes

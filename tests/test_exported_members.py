@@ -8,6 +8,7 @@ def test_public_names_are_pinned() -> None:
         "JSON",
         "NPY",
         "RAW",
+        "AsyncDuplexStream",
         "AsyncEndpoint",
         "AsyncInferenceError",
         "AsyncInvocation",
@@ -15,6 +16,10 @@ def test_public_names_are_pinned() -> None:
         "AsyncResponseStream",
         "AsyncSession",
         "AsyncTimeoutError",
+        "BatchItem",
+        "BatchResult",
+        "BatchRun",
+        "BatchSummary",
         "CSVCodec",
         "ClientConfig",
         "Codec",
@@ -22,6 +27,9 @@ def test_public_names_are_pinned() -> None:
         "ConfigurationError",
         "ConnectError",
         "ConnectionClosedError",
+        "DuplexClosedError",
+        "DuplexMessage",
+        "DuplexStream",
         "Endpoint",
         "EndpointCreationError",
         "InternalDependencyError",
@@ -38,6 +46,8 @@ def test_public_names_are_pinned() -> None:
         "Poller",
         "RawCodec",
         "ReadTimeoutError",
+        "ReconnectEvent",
+        "ReconnectPolicy",
         "ResponseStream",
         "RetriesExhaustedError",
         "RetryEvent",
@@ -58,10 +68,12 @@ def test_public_names_are_pinned() -> None:
         "SessionProtocol",
         "SessionState",
         "StreamInterruptedError",
+        "StreamReconnectedError",
         "StreamTimeoutError",
         "ThrottlingError",
         "TransportError",
         "ValidationError",
+        "WaitResult",
         "as_completed",
         "as_completed_async",
         "create_async_endpoint",
@@ -104,7 +116,8 @@ def test_import_builds_no_client_and_does_not_import_boto3() -> None:
 
     code = (
         "import sys, smclient; "
-        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference')])"
+        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference', "
+        "'smclient._batch', 'smclient._duplex', 'h2')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False", "False"]
+    assert out.stdout.split() == ["False"] * 7
