@@ -28,7 +28,7 @@ from smclient import (
     StreamInterruptedError,
     ValidationError,
 )
-from smclient.local import _eventstream as es
+from smclient.local.server import _eventstream as es
 from smclient.testing import MotoResult, Reply, ScriptedRuntime, queue_moto_results
 
 pytestmark = pytest.mark.usefixtures("aws_env")

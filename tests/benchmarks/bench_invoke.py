@@ -6,7 +6,9 @@ against raw boto3 ``invoke_endpoint``, side by side in one run on the same loopb
 2. Throughput, ``--threads`` threads (default 64) against a server answering after
    ``--latency`` seconds (default 0.05): efficiency = requests per second divided by the
    theoretical ``threads / latency``.
-3. Signers: botocore's ``SigV4Auth``, smclient's signer and awscrt's (when installed).
+3. HTTP clients on the same signed request: urllib3's pool, ``http.client``, the fast
+   transport.
+4. Signers: botocore's ``SigV4Auth``, smclient's signer and awscrt's (when installed).
 
 Run: ``nox -s bench`` (or ``python tests/benchmarks/bench_invoke.py [--rounds N] [--calls N]
 [--threads N] [--latency S] [--seconds S]``). The server is a minimal asyncio HTTP/1.1 server
@@ -204,6 +206,63 @@ def throughput(args: argparse.Namespace) -> None:
         server.join(10)
 
 
+def http_clients(args: argparse.Namespace) -> None:
+    """The same signed request over urllib3's pool, http.client's own request path, and the
+    fast transport's single write; CPU per request (best of rounds)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    import boto3
+    import urllib3
+
+    from smclient import Endpoint
+    from smclient._fasthttp import FastTransport
+
+    url, server = start_server(0.0)
+    try:
+        session = boto3.Session(
+            aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+        )
+        ep = Endpoint("bench", endpoint_url=url, boto3_session=session)
+        fast = ep.requester.factory.transport()
+        assert isinstance(fast, FastTransport)
+        request = ep.requester.build(BODY, content_type="application/json")
+        path = request.path
+        parts = urlsplit(url)
+        pool = urllib3.HTTPConnectionPool(parts.hostname, parts.port, maxsize=1)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port)
+
+        def with_urllib3() -> None:
+            headers = dict(fast.headers(request, path, time.time()))
+            r = pool.urlopen("POST", path, body=BODY, headers=headers, retries=False)
+            r.read()
+
+        def with_http_client() -> None:
+            conn.request("POST", path, BODY, dict(fast.headers(request, path, time.time())))
+            conn.getresponse().read()
+
+        contenders = {
+            "urllib3 HTTPConnectionPool": with_urllib3,
+            "http.client request()": with_http_client,
+            "fast transport (one write)": lambda: fast.send(request),
+        }
+        best = {name: float("inf") for name in contenders}
+        for _ in range(5):
+            for name, fn in contenders.items():
+                cpu = time.process_time()
+                for _ in range(args.calls * 2):
+                    fn()
+                best[name] = min(best[name], (time.process_time() - cpu) / (args.calls * 2))
+        print("== HTTP clients, the same signed request (client CPU per request, best of 5)")
+        for name, value in best.items():
+            print(f"   {name:<30}: {value * 1e6:8.1f} us")
+        conn.close()
+        pool.close()
+    finally:
+        server.kill()
+        server.join(10)
+
+
 def signers() -> None:
     import timeit
 
@@ -270,6 +329,7 @@ def main() -> None:
     per_call(args)
     if not args.skip_throughput:
         throughput(args)
+    http_clients(args)
     signers()
 
 
