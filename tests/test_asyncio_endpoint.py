@@ -7,6 +7,7 @@ recorded, stalls are bounded by short read timeouts."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -437,3 +438,29 @@ def test_same_constructor_checks_as_endpoint() -> None:
         Endpoint("ok").retry,
         "eu-west-1",
     )
+
+
+def test_submit_and_wait_async_on_moto() -> None:
+    """moto writes the async result at once; the sync poller finds it, run in a thread."""
+    from smclient import as_completed_async, wait_async
+    from smclient.testing import MotoAsyncResult, queue_moto_async_results
+
+    async def main() -> None:
+        with mock_aws():
+            async with AsyncEndpoint("async-ep", region="us-east-1") as ep:
+                ep.client("s3").create_bucket(Bucket="in-bucket")
+                queue_moto_async_results(
+                    [MotoAsyncResult('{"ok": 1}'), MotoAsyncResult('{"ok": 2}')]
+                )
+                first = await ep.submit(input_location="s3://in-bucket/a.json")
+                second = await ep.submit(input_location="s3://in-bucket/b.json")
+                done, not_done = await wait_async([first, second], timeout=30)
+                assert (done, not_done) == ([first, second], [])
+                # No codec and no JSON content type on moto's object: the bytes as written.
+                assert sorted(json.loads(h.result())["ok"] for h in done) == [1, 2]
+                seen = [c.invocation async for c in as_completed_async([first, second], timeout=30)]
+                assert sorted(h.inference_id for h in seen) == sorted(
+                    [first.inference_id, second.inference_id]
+                )
+
+    asyncio.run(main())
