@@ -337,10 +337,21 @@ class AsyncEndpoint:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def __reduce__(self) -> Any:
+        # Pools and loops stay behind; the settings travel as the sync endpoint's do.
+        return (_rebuild, (self._endpoint,))
+
     def __repr__(self) -> str:
         url = self.endpoint_url
         extra = f", endpoint_url={url!r}" if url else ""
         return f"AsyncEndpoint({self.name!r}, region={self.region!r}{extra})"
+
+
+def _rebuild(endpoint: Endpoint) -> AsyncEndpoint:
+    rebuilt = AsyncEndpoint.__new__(AsyncEndpoint)
+    rebuilt._endpoint = endpoint
+    rebuilt._requester = AsyncRequester(endpoint.requester)
+    return rebuilt
 
 
 class _StreamOpener:

@@ -464,3 +464,21 @@ def test_submit_and_wait_async_on_moto() -> None:
                 )
 
     asyncio.run(main())
+
+
+def test_an_async_endpoint_pickles_without_its_pools(runtime: ScriptedRuntime) -> None:
+    import pickle
+
+    async def main() -> None:
+        async with _ep(runtime) as ep:
+            await ep.invoke(b"x")
+            copy = pickle.loads(pickle.dumps(ep))
+            assert (copy.name, copy.endpoint_url, copy.config) == (
+                ep.name,
+                ep.endpoint_url,
+                ep.config,
+            )
+            assert (await copy.invoke(b"again")).body == b"again"
+            await copy.aclose()
+
+    asyncio.run(main())
