@@ -83,6 +83,7 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: per-call overhead against raw boto3, and import time."""
     session.install("-e", ".[test]")
     session.run("python", "tests/benchmarks/bench_invoke.py", *session.posargs)
+    session.run("python", "tests/benchmarks/bench_asyncio.py")
     session.run("python", "tests/benchmarks/bench_import.py")
     session.run("python", "tests/benchmarks/bench_stream.py")
     session.run("python", "tests/benchmarks/bench_poller.py")
