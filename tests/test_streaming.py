@@ -21,6 +21,8 @@ from smclient.local import LocalEndpoint, StreamError, StreamFaults
 from smclient.local.server import _eventstream as es
 from smclient.testing import Reply, ScriptedRuntime, no_retry_waits
 
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 
 class Chunks:
     """A streaming handler that answers with fixed chunks, optionally failing after them."""
