@@ -141,3 +141,17 @@ def test_without_docker_on_path_the_error_says_what_to_do(
     )
     with pytest.raises(RuntimeError, match="'docker' command is not on PATH"):
         endpoint.start()
+
+
+def test_serve_starts_an_image_from_the_command_line(
+    docker: Path, tmp_path: Path, client_for: Any
+) -> None:
+    from .test_cli import Served
+
+    root = make_root(tmp_path)
+    with Served(["serve", "--mme-image", "byoc=my-mme", "--model-root", f"byoc={root}"]) as served:
+        client = client_for(served.out.url)
+        assert invoke(client, "plain", b"cli")["Body"] == b"plain:cli"
+    assert served.rc == [0]
+    commands = [c[0] for c in fake_docker.calls(docker)]
+    assert commands == ["run", "stop"]
