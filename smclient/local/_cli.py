@@ -228,6 +228,10 @@ def _exit_now() -> None:
     # The forced exit of the command: at once, status 130. Not through the interpreter's
     # finalization, which can hang with a stuck model thread still holding objects (seen:
     # a process spinning in its final garbage collection after main() returned 130).
+    docker = sys.modules.get("smclient.local.containers._docker")
+    if docker is not None:  # containers this process started must not outlive it
+        with contextlib.suppress(Exception):
+            docker.remove_running(5.0)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
