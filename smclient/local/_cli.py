@@ -31,7 +31,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -207,18 +207,35 @@ def _apply_model_roots(values: list[str], entries: list[object]) -> None:
 
 class _Interrupts:
     """The SIGINT/SIGTERM handler of ``serve``: the first signal asks for a clean
-    shutdown (sets ``stop``); a second one forces the exit (``KeyboardInterrupt``) even
-    while shutdown still waits for a stuck handler."""
+    shutdown (sets ``stop``); a second one forces the exit even while shutdown still waits
+    for a stuck handler: ``force()`` when given, else ``KeyboardInterrupt``."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, force: Callable[[], None] | None = None) -> None:
         self._stop = stop
+        self._force = force
         self.count = 0
 
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
         if self.count > 1:
+            if self._force is not None:
+                self._force()
             raise KeyboardInterrupt
         self._stop.set()
+
+
+def _exit_now() -> None:
+    # The forced exit of the command: at once, status 130. Not through the interpreter's
+    # finalization, which can hang with a stuck model thread still holding objects (seen:
+    # a process spinning in its final garbage collection after main() returned 130).
+    docker = sys.modules.get("smclient.local.containers._docker")
+    if docker is not None:  # containers this process started must not outlive it
+        with contextlib.suppress(Exception):
+            docker.remove_running(5.0)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None = None) -> int:
@@ -239,7 +256,8 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
         raise ConfigError("--shutdown-timeout must be >= 0 seconds")
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        interrupts = _Interrupts(stop)
+        # Signals reach this process: a second one ends it at once (documented: status 130).
+        interrupts = _Interrupts(stop, force=_exit_now)
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, interrupts)
     try:
