@@ -133,10 +133,10 @@ class PollState:
     def _keep(self, completion: Completion) -> None:
         key = completion.invocation.key
         self.done[key] = completion
-        self.by_key_id(completion)
+        self._index_done(completion)
         completion.invocation._learn(completion)
 
-    def by_key_id(self, completion: Completion) -> None:
+    def _index_done(self, completion: Completion) -> None:
         inv = completion.invocation
         self.done_by_id.setdefault(inv.inference_id, set()).add(inv.key)
 
