@@ -420,3 +420,36 @@ def test_the_poller_measures_time_on_a_monotonic_clock(ep: Any, clock: Any) -> N
     with pytest.raises(AsyncTimeoutError):
         p.wait_one(inv)
     assert clock.now == pytest.approx(1012)
+
+
+def test_notifications_are_received_and_deleted_in_batches(
+    ep: Any, sub: Subscription, clock: Any, topics: tuple[str, str], requests: Requests
+) -> None:
+    invs = [handle(ep, n) for n in range(30, 55)]
+    put_many([h.output_location for h in invs], b"{}")
+    for inv in invs:
+        publish(ep, topics[0], notification(inv))
+    requests.watch(ep.client("sqs"))
+    p = sub.poller(clock=clock, sleep=clock.sleep, wait_time_seconds=0, s3=False)
+    p.track([*invs, handle(ep, 99)])
+    found = p.poll()
+    assert len(found) == 25  # one round drains the burst: full batches are followed at once
+    assert requests.counts["ReceiveMessage"] == 3  # 10 + 10 + 5 messages
+    assert requests.counts["DeleteMessageBatch"] == 3  # 10 per request
+    assert in_queue(ep, sub.queue_url) == 0
+
+
+def test_merging_what_two_sources_found() -> None:
+    from smclient._asyncinference import Completion
+    from smclient._asyncinference._registry import merge
+
+    inv = handle(types.SimpleNamespace(name="async-ep"), 1)  # type: ignore[arg-type]
+    failed = Completion(invocation=inv, succeeded=False, source="s3")
+    told = Completion(invocation=inv, succeeded=False, source="notification",
+                      failure_reason=REASON)  # fmt: skip
+    output = Completion(invocation=inv, succeeded=True, source="s3", size=3)
+    merged = merge(failed, told)
+    assert (merged.source, merged.failure_reason) == ("s3", REASON)  # first source, the reason
+    assert merge(told, failed) is told
+    assert merge(failed, output) is output  # an output wins over a failure object
+    assert merge(output, told) is output
