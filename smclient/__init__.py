@@ -69,6 +69,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -84,6 +85,10 @@ __all__ = [
     "AsyncInferenceError",
     "AsyncInvocation",
     "AsyncTimeoutError",
+    "BatchItem",
+    "BatchResult",
+    "BatchRun",
+    "BatchSummary",
     "CSVCodec",
     "ClientConfig",
     "Codec",
@@ -144,6 +149,10 @@ _LAZY = {
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
+    "BatchItem": "_batch",
+    "BatchResult": "_batch",
+    "BatchRun": "_batch",
+    "BatchSummary": "_batch",
     "Completion": "_asyncinference",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",
@@ -162,9 +171,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smclient' has no attribute {name!r}")
+    # Classes say smclient.Name already: their defining packages set __module__.
     value = getattr(importlib.import_module(f".{module}", __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
     globals()[name] = value
     return value
 

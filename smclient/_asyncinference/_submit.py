@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import _validation as check
 from .._codecs import JSON, Codec
 from .._errors import InvalidInputError, ServiceError, SMClientError
+from .._request import AsyncResponse, build_async
 from .._retry import RetryPolicy, run
 from . import _checks as limits
 from ._handle import AsyncInvocation, codec_name
@@ -119,11 +120,11 @@ def submit(
         _upload(endpoint, policy, bucket, key, data, stream, chosen_type)
         uploaded = (bucket, key)
         location = f"s3://{bucket}/{key}"
-    params = {"EndpointName": endpoint.name, "InputLocation": location}
-    params.update({k: v for k, v in headers.items() if v is not None})
     submitted = time.time()
     try:
-        response = _invoke_async(endpoint, policy, params)
+        response, output_location = _invoke_async(
+            endpoint, policy, {**headers, "InputLocation": location}
+        )
     except SMClientError:
         if uploaded is not None:
             _delete_quietly(endpoint, *uploaded)
@@ -133,9 +134,9 @@ def submit(
     region, aws_url = _settings(endpoint)
     return AsyncInvocation(
         endpoint_name=endpoint.name,
-        inference_id=response.get("InferenceId") or headers["InferenceId"],
-        output_location=response["OutputLocation"],
-        failure_location=response.get("FailureLocation"),
+        inference_id=response.inference_id or headers["InferenceId"],
+        output_location=output_location,
+        failure_location=response.failure_location,
         input_location=location,
         submitted_at=submitted,
         deadline=submitted + ttl + timeout + _SLACK,
@@ -150,31 +151,25 @@ def submit(
     )
 
 
-def _invoke_async(endpoint: Endpoint, policy: RetryPolicy, params: dict[str, Any]) -> Any:
-    """The ``InvokeEndpointAsync`` request (boto3 parameter names in ``params``): its
-    answer, which always has an ``OutputLocation`` (else a :class:`ServiceError`).
-
-    Kept small and alone: the request layer replaces only this function."""
-    runtime = endpoint.client("sagemaker-runtime")
-    response, outcome = run(
-        policy,
-        lambda: runtime.invoke_endpoint_async(**params),
-        endpoint=endpoint.name,
-        operation="InvokeEndpointAsync",
-    )
-    if not response.get("OutputLocation"):
+def _invoke_async(
+    endpoint: Endpoint, policy: RetryPolicy, headers: dict[str, Any]
+) -> tuple[AsyncResponse, str]:
+    """The ``InvokeEndpointAsync`` request (boto3 parameter names in ``headers``), sent
+    through the endpoint's request layer: its answer and its ``OutputLocation``, which
+    is always there (else a :class:`ServiceError`)."""
+    response, outcome = endpoint.requester.submit(build_async(endpoint.name, headers), policy)
+    if not response.output_location:
         # Without it the result cannot be found. The caller deletes the uploaded input like
         # on any failed call: the queued request then fails instead of running for nothing.
-        metadata = response.get("ResponseMetadata") or {}
         raise ServiceError(
             "the answer has no OutputLocation: the result cannot be found",
-            http_status=metadata.get("HTTPStatusCode"),
-            request_id=metadata.get("RequestId"),
+            http_status=response.http_status,
+            request_id=response.request_id,
             endpoint=endpoint.name,
             operation="InvokeEndpointAsync",
             attempts=outcome.attempts,
         )
-    return response
+    return response, response.output_location
 
 
 def _settings(endpoint: Endpoint) -> tuple[str | None, str | None]:
