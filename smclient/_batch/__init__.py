@@ -89,6 +89,7 @@ def invoke_many(
         sleep=sleep,
     )
 
+
 # Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
 for _name in __all__:
     _obj = globals()[_name]
