@@ -453,3 +453,30 @@ def test_merging_what_two_sources_found() -> None:
     assert merge(told, failed) is told
     assert merge(failed, output) is output  # an output wins over a failure object
     assert merge(output, told) is output
+
+
+def test_a_progress_bar_is_closed_when_wait_returns_early(
+    ep: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    bars: list[Any] = []
+
+    class FakeTqdm:
+        def __init__(self, total: int, **_: Any) -> None:
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, count: int) -> None:
+            self.n += count
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=FakeTqdm))
+    invs = [handle(ep, n) for n in range(60, 63)]
+    put(ep, invs[0].output_location)
+    p = Poller(ep, clock=clock, sleep=clock.sleep)
+    done, _ = p.wait(invs, return_when="FIRST_COMPLETED", progress=True)
+    assert done == [invs[0]]
+    assert (bars[0].total, bars[0].n, bars[0].closed) == (3, 1, True)

@@ -285,6 +285,16 @@ class Poller:
         """Completions of ``wanted`` as they finish (each handle learns its own), ending at
         the deadline after one last look; whatever is left is still pending."""
         report = reporter(progress)
+        try:
+            yield from self._run(wanted, timeout, report)
+        finally:  # also when the caller stops early (return_when, a break)
+            close = getattr(report, "close", None)
+            if close is not None:
+                close()
+
+    def _run(
+        self, wanted: list[AsyncInvocation], timeout: float | None, report: Progress | None
+    ) -> Iterator[Completion]:
         self.track(wanted)
         start = self.clock()
         if timeout is not None:
@@ -298,15 +308,14 @@ class Poller:
         total, count = len(left), 0
         first, final = True, False
         while True:
-            finished = [k for k in left if k in self._state.done]
-            for key in finished:
-                completion = self._state.done[key]
-                for inv in left.pop(key):
+            finished = [self._state.done[k] for k in left if k in self._state.done]
+            for completion in finished:
+                for inv in left.pop(completion.invocation.key):
                     inv._learn(completion)
-                count += 1
-                yield completion
+            count += len(finished)
             if report is not None and (finished or first):
-                report(count, total)
+                report(count, total)  # before yielding: the caller may stop at the first
+            yield from finished
             if not left or final:
                 return
             now = self.clock()
