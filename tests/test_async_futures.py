@@ -480,3 +480,31 @@ def test_a_progress_bar_is_closed_when_wait_returns_early(
     done, _ = p.wait(invs, return_when="FIRST_COMPLETED", progress=True)
     assert done == [invs[0]]
     assert (bars[0].total, bars[0].n, bars[0].closed) == (3, 1, True)
+
+
+def test_the_core_says_which_messages_to_delete() -> None:
+    # Sans-I/O: SQS messages in, completions and the messages to delete out.
+    inv = handle(types.SimpleNamespace(name="async-ep"), 70)  # type: ignore[arg-type]
+    state = PollState()
+    state.track([inv])
+    ours, foreign = "arn:aws:sns:us-east-1:123456789012:ok", "arn:aws:sns:us-east-1:1:x"
+
+    def message(body: str, topic: str = ours, received: int = 1) -> dict[str, Any]:
+        envelope = {"Type": "Notification", "TopicArn": topic, "Message": body}
+        attributes = {"ApproximateReceiveCount": str(received)}
+        return {"Body": json.dumps(envelope), "ReceiptHandle": body[:8], "Attributes": attributes}
+
+    test = json.dumps({"eventSource": "aws:sagemaker", "eventName": "TestNotification"})
+    failed = message(notification(inv, REASON))
+    other = message(notification(handle(types.SimpleNamespace(name="e"), 71)))  # type: ignore[arg-type]
+    batch = [message(test), failed, message(notification(inv), foreign), other]
+    found, delete = state.on_messages(batch, 0.0, topics=[ours], owned_queue=False, s3=True)
+    assert [c.failure_reason for c in found] == [REASON]
+    assert delete == [batch[0], failed]  # the test message and ours; the rest left alone
+    # In a queue of our own, what nobody handles goes after 5 receives.
+    stale = [message(notification(inv), foreign, received=5), {**other, "Attributes": {
+        "ApproximateReceiveCount": "5"}}]  # fmt: skip
+    _, delete = state.on_messages(stale, 0.0, topics=[ours], owned_queue=True, s3=True)
+    assert delete == stale
+    _, delete = state.on_messages(stale, 0.0, topics=[ours], owned_queue=True, s3=False)
+    assert delete == stale[:1]  # without S3 a notice stays for a poller that may track it

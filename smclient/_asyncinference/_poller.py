@@ -34,7 +34,6 @@ from .._errors import InvalidInputError, ServiceError
 from .._retry import RetryPolicy
 from . import _notify as notify
 from . import _s3 as s3
-from ._checks import split_s3_url
 from ._errors import AsyncTimeoutError, timeout_message
 from ._handle import AsyncInvocation, Completion
 from ._progress import Progress, reporter
@@ -48,9 +47,6 @@ __all__ = ["ALL_COMPLETED", "FIRST_COMPLETED", "FIRST_EXCEPTION", "Poller", "Wai
 _log = logging.getLogger("smclient")
 _REQUEST_BUDGET = 60.0  # seconds one S3/SQS request may take with its retries, at most
 _BATCHES = 10  # receives per round while the queue answers full batches (100 messages)
-# Notified outputs due in one folder above which the folder is listed instead of HEAD per
-# object (a burst after a restart); below, HEADs answer sooner than a listing of a big folder.
-_LIST_DUE = 20
 
 # The same strings as concurrent.futures' constants, so either can be passed.
 FIRST_COMPLETED = "FIRST_COMPLETED"
@@ -426,32 +422,20 @@ class Poller:
         return found
 
     def _confirm_notified(self) -> list[Completion]:
-        """``HeadObject`` the notified outputs that are due; a folder with more than
-        ``_LIST_DUE`` of them due (and at least as many as its listing takes pages) is
-        listed instead."""
+        """Look at the notified outputs that are due (see :meth:`PollState.due_checks`)."""
         state = self._state
-        now = self.clock()
-        due = state.due(now)
-        if not due:
-            return []
-        by_group: dict[tuple[str, str], list[tuple[AsyncInvocation, str]]] = {}
-        for inv in due:
-            bucket, object_key = split_s3_url(inv.output_location)
-            group = (bucket, object_key.rsplit("/", 1)[0] + "/" if "/" in object_key else "")
-            by_group.setdefault(group, []).append((inv, object_key))
         found: list[Completion] = []
-        for group, items in by_group.items():
-            client = self._client("s3", items[0][0])
-            listed = None
-            many = len(items) > _LIST_DUE and len(items) >= state.pages.get(group, 1)
-            if many and group not in state.head_only:
-                listed = self._list(client, group, [k for _, k in items], items[0][0])
-            for inv, object_key in items:
+        for check in state.due_checks(self.clock()):
+            inv = check.items[0][0]
+            client = self._client("s3", inv)
+            keys = [k for _, k in check.items]
+            listed = self._list(client, check.group, keys, inv) if check.use_list else None
+            for inv, object_key in check.items:
                 if listed is not None:
                     exists, size = object_key in listed, listed.get(object_key)
                 else:
                     exists, size = s3.head(
-                        client, group[0], object_key, endpoint=inv.endpoint_name,
+                        client, check.group[0], object_key, endpoint=inv.endpoint_name,
                         policy=self._retry(),
                     )  # fmt: skip
                 done = state.head_answer(inv, size, self.clock(), exists=exists)
@@ -476,17 +460,11 @@ class Poller:
             messages = notify.receive(sqs, self.queue_url, wait=wait if batch == 0 else 0,
                                       count_receives=owned, policy=self._retry(),
                                       endpoint=probe.endpoint_name)  # fmt: skip
-            for message in messages:
-                kind, notice = notify.parse(message.get("Body", ""), self.topics)
-                if kind is notify.Kind.NOTICE and notice is not None:
-                    known, completion = state.on_notice(notice, self.clock())
-                    if completion is not None:
-                        found.append(completion)
-                    if not known and not self._abandoned(message, notice=True):
-                        continue  # another poller's invocation: leave it for its owner
-                elif kind is not notify.Kind.TEST and not self._abandoned(message, notice=False):
-                    continue  # foreign topic or not a SageMaker notification: not ours to delete
-                handled.append(message)
+            done, delete = state.on_messages(
+                messages, self.clock(), topics=self.topics, owned_queue=owned, s3=self.s3
+            )
+            found += done
+            handled += delete
             if len(messages) < notify.BATCH or not state.pending:
                 break
         if state.notified:
@@ -495,18 +473,3 @@ class Poller:
             notify.delete(sqs, self.queue_url, handled[start : start + notify.BATCH],
                           policy=self._retry(), endpoint=probe.endpoint_name)  # fmt: skip
         return found
-
-    def _abandoned(self, message: dict[str, Any], *, notice: bool) -> bool:
-        """Whether a message no poller handled is deleted anyway, so it stops taking room in
-        every batch: only in the queue of a :class:`~smclient.notifications.Subscription`
-        (made for this program; any other queue may have other readers), once it was
-        received ``GIVE_UP_AFTER`` times. A notification of an invocation nobody tracks
-        only when S3 is watched too: should a poller track it later, an S3 round finds it."""
-        if self.subscription is None or (notice and not self.s3):
-            return False
-        count = notify.receive_count(message)
-        if count < notify.GIVE_UP_AFTER:
-            return False
-        _log.info("deleting SQS message %s from %s: received %d times, no poller handled it",
-                  message.get("MessageId"), self.queue_url, count)  # fmt: skip
-        return True
