@@ -508,3 +508,19 @@ def test_the_core_says_which_messages_to_delete() -> None:
     assert delete == stale
     _, delete = state.on_messages(stale, 0.0, topics=[ours], owned_queue=True, s3=False)
     assert delete == stale[:1]  # without S3 a notice stays for a poller that may track it
+
+
+def test_a_poller_learns_what_another_poller_found(ep: Any, clock: Any, requests: Requests) -> None:
+    mine, theirs = (Poller(ep, clock=clock, sleep=clock.sleep) for _ in range(2))
+    inv, other = handle(ep, 80), handle(ep, 81)
+    mine.track([inv, other])
+    assert mine.poll() == []  # its first S3 round: the next one is 5 s away
+    theirs.track([inv])
+    put(ep, inv.output_location)
+    [found] = theirs.poll(s3_now=True)  # say, in another thread
+    requests.watch(ep.client("s3"))
+    [learned] = mine.poll()  # no S3 round due yet: nothing sent, and still it knows
+    assert learned is found
+    assert requests.counts == {}
+    assert mine.pending == [other]
+    assert mine.completion(inv) is found

@@ -177,7 +177,7 @@ class Poller:
         only looked at (no long poll): results already in S3 (a resumed handle) are
         returned at once instead of after ``wait_time_seconds``."""
         state = self._state
-        found: list[Completion] = []
+        found: list[Completion] = state.drain()  # found by other pollers meanwhile
         if s3_now:
             found += self._s3_round_if(due=True)
         if self.queue_url is not None and state.pending:
@@ -191,9 +191,9 @@ class Poller:
             not c.succeeded and not c.failure_reason for c in found
         ):
             # Failures found in S3: a notification already queued lends them its reason.
-            more = self._receive(0)
-            found = [state.done.get(c.invocation.key, c) for c in found] + more
-        return found
+            found += self._receive(0)
+        found += state.drain()
+        return [state.done.get(c.invocation.key, c) for c in found]
 
     def as_completed(
         self,

@@ -18,6 +18,7 @@ schedule costs nothing.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -81,7 +82,7 @@ class _Notified:
     delay: float  # the pause after the next miss
 
 
-@attrs.define
+@attrs.define(eq=False)  # identity: a registry watcher (kept in a WeakSet)
 class PollState:
     """Pending, notified and finished invocations of one poller (not thread-safe)."""
 
@@ -97,6 +98,35 @@ class PollState:
     done_by_id: dict[str, set[str]] = attrs.field(factory=dict, repr=False)
     pages: dict[Group, int] = attrs.field(factory=dict, repr=False)
     head_only: set[Group] = attrs.field(factory=set, repr=False)
+    # Results recorded in the process (by this or any other poller), see drain().
+    inbox: deque[Completion] = attrs.field(factory=deque, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.registry.watch(self)
+
+    def offer(self, completion: Completion) -> None:
+        """Called by the registry, from any thread, for each result recorded in the process:
+        kept (in a thread-safe deque) when it concerns an invocation this state tracks."""
+        key = completion.invocation.key
+        if key in self.pending or key in self.done:  # reads only: safe from another thread
+            self.inbox.append(completion)
+
+    def drain(self) -> list[Completion]:
+        """Finish the pending invocations that another poller (or thread) found meanwhile:
+        no request needed. Results this poller recorded itself are skipped."""
+        found = []
+        while self.inbox:
+            completion = self.inbox.popleft()
+            key = completion.invocation.key
+            if key in self.pending:
+                tracked = self.pending[key]
+                self.untrack(key)
+                self._keep(completion)
+                tracked._learn(completion)
+                found.append(completion)
+            elif key in self.done and self.done[key] is not completion:
+                self._keep(completion)  # a merge (a later failureReason) made elsewhere
+        return found
 
     # -- tracking ----------------------------------------------------------------------
 
