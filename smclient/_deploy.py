@@ -283,7 +283,7 @@ def _create(
     config_extra: dict[str, Any],
     wait: _Wait,
 ) -> Endpoint:
-    sm = endpoint.client("sagemaker")
+    sm: Any = endpoint.client("sagemaker")  # builds plain dicts, not the stubs TypedDicts
     name = endpoint.name
     model, instance_type, count = variant
     if environment:

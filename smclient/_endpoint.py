@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 from typing_extensions import Self
@@ -20,6 +20,14 @@ from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    # boto3-stubs (a dev dependency) give each service's client its type; never imported at
+    # run time. Without them installed, these names are Any for a type checker.
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
     from ._asyncinference import AsyncInvocation
 
 __all__ = ["Endpoint", "ModelHandle"]
@@ -98,8 +106,26 @@ class Endpoint:
         """The client settings."""
         return self._factory.config
 
+    @overload
+    def client(self, service: Literal["sagemaker-runtime"] = ...) -> SageMakerRuntimeClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
+
     def client(self, service: str = "sagemaker-runtime") -> Any:
-        """The boto3 client this endpoint uses for ``service`` (built on first use)."""
+        """The boto3 client this endpoint uses for ``service`` (built on first use).
+
+        Typed per service with boto3-stubs (``mypy-boto3-*``) when a type checker has them:
+        ``"sagemaker-runtime"`` (the default), ``"s3"``, ``"sqs"``, ``"sns"`` and
+        ``"sagemaker"``; any other service name returns ``Any``.
+        """
         return self._factory.client(service)
 
     def model(self, target_model: str) -> ModelHandle:

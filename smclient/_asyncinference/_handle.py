@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
@@ -120,6 +120,34 @@ class AsyncInvocation:
         (default: until :attr:`deadline`)."""
         return self._poller(poller).wait_one(self, timeout=timeout)
 
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: Literal[True] = ...,
+        poller: Poller | None = ...,
+    ) -> Any: ...
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: Literal[False],
+        poller: Poller | None = ...,
+    ) -> S3Object: ...
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: bool,
+        poller: Poller | None = ...,
+    ) -> Any: ...
+
     def result(
         self,
         timeout: float | None = None,
@@ -171,9 +199,16 @@ class Completion:
 
     invocation: AsyncInvocation
     succeeded: bool
-    source: str
+    source: Literal["s3", "notification"]
     failure_reason: str | None = None
     size: int | None = None
+
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: Literal[True] = ...) -> Any: ...
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: Literal[False]) -> S3Object: ...
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: bool) -> Any: ...
 
     def result(self, *, codec: Codec | None = None, download: bool = True) -> Any:
         """The output: fetched and decoded with ``codec`` (default: the invocation's

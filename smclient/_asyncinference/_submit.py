@@ -120,7 +120,7 @@ def submit(
         location = f"s3://{bucket}/{key}"
     params = {"EndpointName": endpoint.name, "InputLocation": location}
     params.update({k: v for k, v in headers.items() if v is not None})
-    runtime = endpoint.client("sagemaker-runtime")
+    runtime: Any = endpoint.client("sagemaker-runtime")  # params built as a plain dict
     submitted = time.time()
     try:
         response, outcome = run(
@@ -215,7 +215,7 @@ def _upload(
     stream: Any,
     content_type: str | None,
 ) -> None:
-    s3 = endpoint.client("s3")
+    s3: Any = endpoint.client("s3")  # extra args built as a plain dict
     extra = {"ContentType": content_type} if content_type else {}
     if data is not None:
         run(
