@@ -66,6 +66,12 @@ class Endpoint:
         codec: Codec | None = None,
     ) -> None:
         self._name = check.endpoint_name(name)
+        check.client_options(
+            region=region,
+            endpoint_url=endpoint_url,
+            aws_endpoint_url=aws_endpoint_url,
+            boto3_session=boto3_session,
+        )
         self._factory = ClientFactory(
             region=region,
             endpoint_url=endpoint_url,

@@ -5,7 +5,8 @@ service's patterns and maximums (protocol.md §1) are checked here so the caller
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._errors import InvalidInputError
 
@@ -184,3 +185,53 @@ def codec(value: object, field: str = "codec") -> Codec | None:
         f"expected a codec, got {type(value).__name__}",
         limit="smclient.JSON, CSV, RAW, NPY or an object with content_type, encode, decode",
     )
+
+
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")  # botocore's rule
+
+
+def url(field: str, value: object) -> str | None:
+    """An ``http(s)://host[:port][/path]`` endpoint URL, or ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(field, f"expected a URL string, got {type(value).__name__}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise InvalidInputError(field, f"{value[:80]!r} is not a URL: {exc}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not _PRINTABLE.fullmatch(value)
+        or " " in value
+    ):
+        raise InvalidInputError(
+            field,
+            f"{value[:80]!r} is not an endpoint URL",
+            limit="http://host[:port] or https://host[:port], e.g. http://127.0.0.1:8080",
+        )
+    return value
+
+
+def client_options(
+    *, region: object, endpoint_url: object, aws_endpoint_url: object, boto3_session: object
+) -> None:
+    """The ``Endpoint`` constructor's client arguments, checked when the endpoint is made
+    (clients are built lazily, so a bad value would otherwise fail at the first call, with
+    an error from inside boto3)."""
+    if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
+        shown = repr(region[:80]) if isinstance(region, str) else type(region).__name__
+        raise InvalidInputError(
+            "region", f"{shown} is not a region name", limit="e.g. 'eu-west-1', or None"
+        )
+    url("endpoint_url", endpoint_url)
+    url("aws_endpoint_url", aws_endpoint_url)
+    session: Any = boto3_session
+    if session is not None and not callable(getattr(session, "client", None)):
+        raise InvalidInputError(
+            "boto3_session",
+            f"expected a boto3.Session, got {type(session).__name__}",
+            limit="boto3.Session(...) or None",
+        )

@@ -456,3 +456,39 @@ def test_the_named_cases_of_issue_14(wire: Wire) -> None:
             call()
         assert info.value.field == field, label
     assert sent.count() == 0
+
+
+urls = st.one_of(
+    anything,
+    st.builds(
+        lambda scheme, host, port, path: f"{scheme}://{host}{port}{path}",
+        st.sampled_from(["http", "https", "ftp", "", "HTTP"]),
+        st.sampled_from(["127.0.0.1", "localhost", "[::1]", "", "a b", "ex.com", "é.com"]),
+        st.sampled_from(["", ":0", ":8080", ":99999", ":x"]),
+        st.sampled_from(["", "/", "/p", "/p q", "?a=1"]),
+    ),
+)
+
+
+@FUZZ
+@given(
+    field=st.sampled_from(["region", "endpoint_url", "aws_endpoint_url", "boto3_session"]),
+    value=urls,
+)
+def test_client_options(field: str, value: Any) -> None:
+    ep, err = _run(lambda: Endpoint("fuzz", **{field: value}))
+    if err is not None:
+        assert isinstance(err, InvalidInputError)
+        assert err.field == field
+        return
+    if field == "boto3_session":
+        assert value is None
+        return
+    if value is None:
+        return  # boto3's own default (a region from the environment, AWS's URL)
+    # Accepted: boto3 must build the client with it (nothing is sent by building one).
+    service = "s3" if field == "aws_endpoint_url" else "sagemaker-runtime"
+    kwargs = {} if field == "region" else {"region": "us-east-1"}
+    ep = Endpoint("fuzz", **kwargs, **{field: value})
+    _, err = _run(lambda: ep.client(service))
+    assert err is None, f"{field}={value!r} accepted, then boto3 refused it: {err}"
