@@ -10,16 +10,19 @@ import attrs
 from typing_extensions import Self
 
 from . import _validation as check
-from ._clients import ClientConfig, ClientFactory
-from ._codecs import Codec, encode_body
-from ._errors import ErrorContext
+from ._clients import ClientConfig, ClientFactory, check_config, check_url
+from ._codecs import Codec
 from ._models import InvocationResult
-from ._retry import RetryPolicy, run
+from ._request import STREAM
+from ._retry import RetryPolicy
+from ._send import Requester
 from ._session import Session
 from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     # boto3-stubs (a dev dependency) give each service's client its type; never imported at
     # run time. Without them installed, these names are Any for a type checker.
     from mypy_boto3_s3 import S3Client
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from ._asyncinference import AsyncInvocation
+    from ._batch import BatchRun
+    from ._batch._progress import BatchProgress
 
 __all__ = ["Endpoint", "ModelHandle"]
 
@@ -66,21 +71,17 @@ class Endpoint:
         codec: Codec | None = None,
     ) -> None:
         self._name = check.endpoint_name(name)
-        check.client_options(
-            region=region,
-            endpoint_url=endpoint_url,
-            aws_endpoint_url=aws_endpoint_url,
-            boto3_session=boto3_session,
-        )
+        check.client_options(region=region, boto3_session=boto3_session)
         self._factory = ClientFactory(
             region=region,
-            endpoint_url=endpoint_url,
-            config=config or ClientConfig(),
+            endpoint_url=check_url("endpoint_url", endpoint_url),
+            config=check_config(config),
             boto3_session=boto3_session,
-            aws_endpoint_url=aws_endpoint_url,
+            aws_endpoint_url=check_url("aws_endpoint_url", aws_endpoint_url),
         )
         self._retry = check.retry_policy(retry) or _DEFAULT_RETRY
         self._codec = check.codec(codec)
+        self._requester = Requester(self._name, self._factory, self._retry, self._codec)
 
     @property
     def name(self) -> str:
@@ -198,8 +199,9 @@ class Endpoint:
         as ``retry`` (default: the endpoint's policy) decides; errors are
         :class:`SMClientError` subclasses.
         """
-        return self._invoke(
+        request = self._requester.build(
             body,
+            codec=codec,
             content_type=content_type,
             accept=accept,
             target_model=target_model,
@@ -209,8 +211,77 @@ class Endpoint:
             inference_id=inference_id,
             custom_attributes=custom_attributes,
             enable_explanations=enable_explanations,
+        )
+        return self._requester.invoke(request, retry)
+
+    def invoke_many(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        window: int | None = None,
+        ordered: bool = True,
+        stop_on_error: bool = False,
+        rate_limit: float | None = None,
+        progress: bool | BatchProgress = False,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> BatchRun:
+        """Invoke the endpoint once per item, ``concurrency`` calls at a time, and iterate
+        over the outcomes: ``for r in endpoint.invoke_many(records): ...``.
+
+        ``items``: any iterable, read lazily from the iterating thread: at most ``window``
+        items (default ``concurrency``) are read ahead of the consumer, so a generator of
+        millions of records is never held in memory. Each item is a body (as for
+        :meth:`invoke`) or a :class:`BatchItem` carrying its own options (target model,
+        inference id, custom attributes, content type...). ``content_type``, ``accept``,
+        ``custom_attributes`` and ``codec`` are defaults for every item.
+
+        Each outcome is a :class:`BatchResult`: ``.result`` (the usual
+        :class:`InvocationResult`) or ``.error`` (the typed error ``invoke`` would have
+        raised); a failing item never stops the others unless ``stop_on_error=True``, which
+        raises the first error (in input order when ``ordered``) after the calls in flight
+        end. ``ordered=True`` (default) hands results back in input order; ``False`` in
+        completion order (faster when latencies vary: no head-of-line wait).
+
+        Each item is retried as ``retry`` (default: the endpoint's policy) decides.
+        ``concurrency`` (default 16) must not exceed ``ClientConfig.max_pool_connections``
+        (default 50). ``rate_limit``: at most this many requests per second (retries
+        included), evenly spaced; ``clock`` (monotonic seconds) and ``sleep`` (seconds) time
+        it and are injectable for tests. ``progress=True`` shows a bar (tqdm when installed,
+        else a text bar on a terminal) and a summary line at the end; a callable gets
+        ``(finished, total)``, ``total`` being ``None`` for inputs without a length.
+
+        The returned :class:`BatchRun` is lazy (nothing is sent before the first ``next``),
+        has a :attr:`~BatchRun.summary`, and stops cleanly on ``close()``, at the end of a
+        ``with`` block, when dropped, or on Ctrl-C: items not yet sent are never sent and
+        no worker thread outlives it.
+
+        .. versionadded:: 0.2.0
+        """
+        from ._batch import invoke_many
+
+        return invoke_many(
+            self,
+            items,
+            concurrency=concurrency,
+            window=window,
+            ordered=ordered,
+            stop_on_error=stop_on_error,
+            rate_limit=rate_limit,
+            progress=progress,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
             codec=codec,
             retry=retry,
+            clock=clock,
+            sleep=sleep,
         )
 
     def submit(
@@ -280,12 +351,12 @@ class Endpoint:
         The call is retried as ``retry`` decides, and an ``InternalStreamFailure`` is
         retried only while no byte has reached the caller.
         """
-        params = self._params(
+        request = self._requester.build(
             body,
+            operation=STREAM,
             codec=codec,
             content_type=content_type,
             accept=accept,
-            target_model=None,
             session_id=check.stream_session_id(session_id),
             target_variant=target_variant,
             target_container_hostname=target_container_hostname,
@@ -293,110 +364,27 @@ class Endpoint:
             inference_id=inference_id,
             custom_attributes=custom_attributes,
         )
-        factory = self._factory
-        ctx = ErrorContext(self._name, "InvokeEndpointWithResponseStream", None, 1)
+        return self._requester.stream(request, retry)
 
-        def attempt() -> ResponseStream:
-            started = time.monotonic()
-            client = factory.client("sagemaker-runtime")
-            response = client.invoke_endpoint_with_response_stream(**params)
-            opened = ResponseStream(response, ctx, started=started)
-            opened.prefetch()
-            return opened
+    @property
+    def requester(self) -> Requester:
+        """The request layer this endpoint's features send through (sessions, streams,
+        ``submit``): it builds checked requests without I/O and sends them on the transport
+        chosen per call (see docs/transport.md). Advanced use; the methods above cover the
+        service.
 
-        opened, outcome = run(
-            check.retry_policy(retry) or self._retry,
-            attempt,
-            endpoint=self._name,
-            operation="InvokeEndpointWithResponseStream",
-        )
-        opened.attempts = outcome.attempts
-        opened._ctx = attrs.evolve(opened._ctx, attempts=outcome.attempts)
-        return opened
+        .. versionadded:: 0.2.0
+        """
+        return self._requester
 
-    def _params(
-        self,
-        body: Any,
-        *,
-        codec: Codec | None,
-        content_type: str | None,
-        accept: str | None,
-        target_model: str | None,
-        session_id: str | None,
-        **headers: str | None,
-    ) -> dict[str, Any]:
-        """The request parameters, every value checked before anything is sent."""
-        data, content_type = encode_body(
-            body, codec=check.codec(codec) or self._codec, content_type=content_type
-        )
-        params: dict[str, Any] = {"EndpointName": self._name, "Body": data}
-        values: dict[str, str | None] = {
-            "ContentType": check.header("content_type", content_type),
-            "Accept": check.header("accept", accept),
-            "TargetModel": None if target_model is None else check.target_model(target_model),
-            "TargetVariant": check.name("target_variant", headers.get("target_variant")),
-            "TargetContainerHostname": check.name(
-                "target_container_hostname", headers.get("target_container_hostname")
-            ),
-            "InferenceComponentName": check.component_name(headers.get("inference_component")),
-            "InferenceId": check.inference_id(headers.get("inference_id")),
-            "CustomAttributes": check.custom_attributes(headers.get("custom_attributes")),
-            "EnableExplanations": check.header(
-                "enable_explanations",
-                headers.get("enable_explanations"),
-                maximum=check.MAX_EXPLANATIONS,
-            ),
-            "SessionId": None if session_id is None else check.session_id(session_id),
-        }
-        params.update({k: v for k, v in values.items() if v is not None})
-        return params
+    @property
+    def transport(self) -> str:
+        """The transport the next runtime call would use: ``"fast"`` or ``"boto3"`` (builds
+        the runtime client if needed; see :class:`ClientConfig` ``transport``).
 
-    def _invoke(
-        self,
-        body: Any,
-        *,
-        content_type: str | None,
-        accept: str | None,
-        target_model: str | None,
-        codec: Codec | None,
-        retry: RetryPolicy | None,
-        session_id: str | None = None,
-        **headers: str | None,
-    ) -> InvocationResult:
-        params = self._params(
-            body,
-            codec=codec,
-            content_type=content_type,
-            accept=accept,
-            target_model=target_model,
-            session_id=session_id,
-            **headers,
-        )
-        factory = self._factory
-
-        def attempt() -> tuple[dict[str, Any], bytes]:
-            response: dict[str, Any] = factory.client("sagemaker-runtime").invoke_endpoint(**params)
-            # Read inside the attempt: a timeout while reading is an attempt's failure.
-            return response, response["Body"].read()
-
-        (response, payload), outcome = run(
-            check.retry_policy(retry) or self._retry,
-            attempt,
-            endpoint=self._name,
-            operation="InvokeEndpoint",
-            target_model=target_model,
-        )
-        return InvocationResult(
-            body=payload,
-            content_type=response.get("ContentType"),
-            invoked_production_variant=response.get("InvokedProductionVariant"),
-            custom_attributes=response.get("CustomAttributes"),
-            request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
-            attempts=outcome.attempts,
-            elapsed=outcome.elapsed,
-            new_session_id=response.get("NewSessionId"),
-            closed_session_id=response.get("ClosedSessionId"),
-        )
+        .. versionadded:: 0.2.0
+        """
+        return self._factory.transport().name
 
     def close(self) -> None:
         """Close the connection pools. The endpoint stays usable (new clients are built)."""
@@ -457,4 +445,48 @@ class ModelHandle:
             enable_explanations=enable_explanations,
             codec=codec,
             retry=retry,
+        )
+
+    def invoke_many(
+        self,
+        items: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        window: int | None = None,
+        ordered: bool = True,
+        stop_on_error: bool = False,
+        rate_limit: float | None = None,
+        progress: bool | BatchProgress = False,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> BatchRun:
+        """Invoke this model once per item; the arguments are those of
+        :meth:`Endpoint.invoke_many` (a :class:`BatchItem` naming another target model
+        fails with :class:`InvalidInputError`).
+
+        .. versionadded:: 0.2.0
+        """
+        from ._batch import invoke_many
+
+        return invoke_many(
+            self,
+            items,
+            concurrency=concurrency,
+            window=window,
+            ordered=ordered,
+            stop_on_error=stop_on_error,
+            rate_limit=rate_limit,
+            progress=progress,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            codec=codec,
+            retry=retry,
+            clock=clock,
+            sleep=sleep,
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ._errors import InvalidInputError
 
@@ -187,47 +186,19 @@ def codec(value: object, field: str = "codec") -> Codec | None:
     )
 
 
-_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")  # botocore's rule
+# botocore's rule (a host label, not all digits), plus: not empty.
+_REGION = re.compile(r"(?![0-9]+$)[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
 
 
-def url(field: str, value: object) -> str | None:
-    """An ``http(s)://host[:port][/path]`` endpoint URL, or ``None``."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInputError(field, f"expected a URL string, got {type(value).__name__}")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as exc:
-        raise InvalidInputError(field, f"{value[:80]!r} is not a URL: {exc}") from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or not _PRINTABLE.fullmatch(value)
-        or " " in value
-    ):
-        raise InvalidInputError(
-            field,
-            f"{value[:80]!r} is not an endpoint URL",
-            limit="http://host[:port] or https://host[:port], e.g. http://127.0.0.1:8080",
-        )
-    return value
-
-
-def client_options(
-    *, region: object, endpoint_url: object, aws_endpoint_url: object, boto3_session: object
-) -> None:
-    """The ``Endpoint`` constructor's client arguments, checked when the endpoint is made
-    (clients are built lazily, so a bad value would otherwise fail at the first call, with
-    an error from inside boto3)."""
+def client_options(*, region: object, boto3_session: object) -> None:
+    """The ``Endpoint`` constructor's ``region`` and ``boto3_session``, checked when the
+    endpoint is made (clients are built lazily, so a bad value would otherwise fail at the
+    first call, with an error from inside boto3). URLs: ``_clients.check_url``."""
     if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
         shown = repr(region[:80]) if isinstance(region, str) else type(region).__name__
         raise InvalidInputError(
             "region", f"{shown} is not a region name", limit="e.g. 'eu-west-1', or None"
         )
-    url("endpoint_url", endpoint_url)
-    url("aws_endpoint_url", aws_endpoint_url)
     session: Any = boto3_session
     if session is not None and not callable(getattr(session, "client", None)):
         raise InvalidInputError(

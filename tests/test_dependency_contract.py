@@ -3,7 +3,7 @@ release that changes it fails here, loudly, rather than in a user's stream.
 
 - botocore's ``EventStream`` keeps the raw HTTP body in the private ``_raw_stream``
   (a urllib3 response with ``stream()``): smclient reads event-stream frames from it
-  (``smclient._streaming.raw_http_body``, the only reader) because botocore's parsed events
+  (``smclient._transport.raw_http_body``, the only reader) because botocore's parsed events
   drop ``ModelStreamError.ErrorCode`` and let raw urllib3 errors escape.
 - boto3-stubs are for type checkers only: never imported at run time.
 """
@@ -19,7 +19,7 @@ import botocore.eventstream
 import pytest
 
 from smclient import SMClientError
-from smclient._streaming import raw_http_body
+from smclient._transport import raw_http_body
 from smclient.testing import Reply, ScriptedRuntime
 
 

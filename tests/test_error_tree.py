@@ -30,7 +30,7 @@ ERROR_MODULES = (
     "smclient._session_info",
     "smclient._asyncinference._errors",
     "smclient._deploy",
-    "smclient.local._container",
+    "smclient.local.containers._client",
 )
 
 

@@ -11,6 +11,10 @@ def test_public_names_are_pinned() -> None:
         "AsyncInferenceError",
         "AsyncInvocation",
         "AsyncTimeoutError",
+        "BatchItem",
+        "BatchResult",
+        "BatchRun",
+        "BatchSummary",
         "CSVCodec",
         "ClientConfig",
         "Codec",
@@ -58,6 +62,7 @@ def test_public_names_are_pinned() -> None:
         "ThrottlingError",
         "TransportError",
         "ValidationError",
+        "WaitResult",
         "as_completed",
         "create_async_endpoint",
         "create_multi_model_endpoint",
@@ -98,7 +103,7 @@ def test_import_builds_no_client_and_does_not_import_boto3() -> None:
 
     code = (
         "import sys, smclient; "
-        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference')])"
+        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference', 'smclient._batch')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False", "False"]
+    assert out.stdout.split() == ["False", "False", "False", "False", "False"]

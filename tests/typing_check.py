@@ -29,6 +29,10 @@ from smclient import (
     AsyncInferenceError,
     AsyncInvocation,
     AsyncTimeoutError,
+    BatchItem,
+    BatchResult,
+    BatchRun,
+    BatchSummary,
     ClientConfig,
     Codec,
     Completion,
@@ -76,6 +80,7 @@ from smclient import (
     ThrottlingError,
     TransportError,
     ValidationError,
+    WaitResult,
 )
 from smclient.testing import Reply, ScriptedRuntime, no_retry_waits
 
@@ -295,12 +300,33 @@ def async_inference(ep: Endpoint) -> None:
     assert_type(done.result(download=False), S3Object)
     assert_type(done.result(codec=JSON), Any)
     assert_type(done.result(download=False).url, str)
-    assert_type(smclient.wait([handle], timeout=10.0), list[Completion])
+    finished_wait = smclient.wait([handle], timeout=10.0)
+    assert_type(finished_wait, WaitResult)
+    done_handles, pending_handles = finished_wait
+    assert_type(done_handles, list[AsyncInvocation])
+    assert_type(pending_handles, list[AsyncInvocation])
     for finished in smclient.as_completed([handle]):
         assert_type(finished, Completion)
     poller = Poller(ep, queue_url="https://sqs.example/q")
-    assert_type(poller.wait([handle]), list[Completion])
+    assert_type(poller.wait([handle]), WaitResult)
     assert_type(poller.poll(), list[Completion])
+
+
+def batches(ep: Endpoint) -> None:
+    run = ep.invoke_many([{"x": 1}, BatchItem({"x": 2}, target_model="m")], concurrency=8)
+    assert_type(run, BatchRun)
+    with run:
+        for item in run:
+            assert_type(item, BatchResult)
+            assert_type(item.index, int)
+            assert_type(item.ok, bool)
+            assert_type(item.result, InvocationResult | None)
+            if item.ok:
+                assert_type(item.unwrap(), InvocationResult)
+    summary = run.summary
+    assert_type(summary, BatchSummary)
+    assert_type(summary.succeeded, int)
+    assert_type(summary.elapsed, float)
 
 
 def deploy() -> None:
