@@ -504,3 +504,52 @@ def test_client_options(field: str, value: Any) -> None:
     ep = Endpoint("fuzz", **kwargs, **{field: value})
     _, err = _run(lambda: ep.client(service))
     assert err is None, f"{field}={value!r} accepted, then boto3 refused it: {err}"
+
+
+# -- documents users hand back: session infos, session headers, async handles -------------------
+
+json_fields = st.one_of(
+    texts, st.none(), st.integers(), st.floats(), st.booleans(), st.lists(st.integers(), max_size=2)
+)
+documents = st.one_of(
+    anything,
+    st.builds(json.dumps, json_like.filter(lambda v: _encodable(v))),
+    st.builds(json.dumps, st.fixed_dictionaries({"id": json_fields, "expires_at": json_fields})),
+    st.builds(
+        json.dumps,
+        st.fixed_dictionaries(
+            {
+                "endpoint_name": json_fields,
+                "inference_id": json_fields,
+                "output_location": json_fields,
+                "failure_location": json_fields,
+                "input_location": json_fields,
+                "submitted_at": json_fields,
+                "deadline": json_fields,
+            }
+        ),
+    ),
+)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+@FUZZ
+@given(kind=st.sampled_from(["session_info", "session_header", "async_handle"]), doc=documents)
+def test_documents_handed_back(kind: str, doc: Any) -> None:
+    from smclient import AsyncInvocation, SessionInfo
+
+    load = {
+        "session_info": SessionInfo.from_json,
+        "session_header": SessionInfo.parse,
+        "async_handle": AsyncInvocation.from_json,
+    }[kind]
+    _, err = _run(lambda: load(doc))
+    if err is not None:
+        assert str(err)
