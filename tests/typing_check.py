@@ -275,7 +275,10 @@ def errors(ep: Endpoint) -> None:
     except S3AccessDeniedError as err:
         assert_type(err.permission, str)
     except EndpointCreationError as err:
-        assert_type(err.stage, str)
+        assert_type(
+            err.stage,
+            Literal["CreateModel", "CreateEndpointConfig", "CreateEndpoint", "WaitInService"],
+        )
         assert_type(err.left_behind, tuple[str, ...])
     except SMClientError as err:
         assert_type(err.message, str)
