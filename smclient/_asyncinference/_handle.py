@@ -98,7 +98,7 @@ class AsyncInvocation:
                 raise ValueError("not an AsyncInvocation document")
             fields = {a.name for a in attrs.fields(cls) if a.init} - {"endpoint"}
             handle = cls(**{k: v for k, v in raw.items() if k in fields})
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # AttributeError: not an object
             raise InvalidInputError("data", f"cannot load an AsyncInvocation: {exc}") from None
         return attrs.evolve(handle, endpoint=endpoint or handle.bound_endpoint())
 
