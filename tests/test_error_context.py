@@ -166,7 +166,9 @@ def test_internal_stream_failures_that_run_out_are_a_give_up(
     err = info.value
     assert isinstance(err, RetriesExhaustedError)
     assert err.attempts == 4 == len(runtime.requests)
+    assert err.last_error.attempts == 4  # type: ignore[attr-defined]  # was 1 before issue 14
     assert err.request_id
+    assert err.last_error.request_id == err.request_id  # type: ignore[attr-defined]
     assert err.history == ("InternalStreamFailure",) * 4
 
 

@@ -82,6 +82,7 @@ from smclient import (
     ValidationError,
     WaitResult,
 )
+from smclient.local import ContainerError, LocalEndpoint
 from smclient.testing import Reply, ScriptedRuntime, no_retry_waits
 
 
@@ -342,6 +343,22 @@ def deploy() -> None:
     )
     assert_type(created, Endpoint)
     assert_type(smclient.delete_endpoint(created), list[str])
+
+
+def local_endpoints() -> None:
+    def predict(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        return body.upper()
+
+    with LocalEndpoint(predict) as local:
+        assert_type(local, LocalEndpoint)
+        assert_type(local.url, str)
+        assert_type(local.name, str)
+        assert_type(local.endpoint(), Endpoint)
+        assert_type(local.endpoint().invoke(b"x"), InvocationResult)
+    try:
+        pass
+    except ContainerError as err:
+        assert_type(err.status, int)
 
 
 def testing_helpers() -> None:
