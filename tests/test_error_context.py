@@ -289,3 +289,16 @@ def test_a_session_refused_before_sending_logs_nothing_about_the_model(
     assert info.value.field == field
     assert runtime.requests == []
     assert "may have reached the model" not in caplog.text
+
+
+def test_a_submit_answered_without_output_location_says_so(runtime: ScriptedRuntime) -> None:
+    runtime.queue(Reply(202, b'{"InferenceId": "abc"}', (("Content-Type", "application/json"),)))
+    ep = runtime.endpoint("async-ep", retry=RetryPolicy.never())
+    with pytest.raises(ServiceError) as info:
+        ep.submit(input_location="s3://bucket/in/x.json")
+    text = str(info.value)
+    assert "None (HTTP" not in text
+    assert text.startswith("InvokeEndpointAsync on endpoint 'async-ep' answered with HTTP 202")
+    assert "no OutputLocation" in text
+    assert info.value.request_id
+    assert len(runtime.requests) == 1
