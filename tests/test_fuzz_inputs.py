@@ -553,3 +553,25 @@ def test_documents_handed_back(kind: str, doc: Any) -> None:
     _, err = _run(lambda: load(doc))
     if err is not None:
         assert str(err)
+
+
+@FUZZ
+@given(value=wrong_types, field=st.sampled_from(["read_timeout", "connect_timeout", "config"]))
+def test_client_config_of_the_wrong_type_or_value(value: Any, field: str) -> None:
+    from smclient import ClientConfig, ConfigurationError
+
+    if field == "config":
+        _, err = _run(lambda: Endpoint("fuzz", region="us-east-1", config=value))
+        assert isinstance(err, InvalidInputError | ConfigurationError)
+        assert "config" in str(err)
+        return
+    config, err = _run(lambda: ClientConfig(**{field: value}))
+    if err is None:  # a number that is a usable timeout
+        seconds = getattr(config, field)
+        assert isinstance(seconds, int | float)
+        assert not isinstance(seconds, bool)
+        assert math.isfinite(seconds)
+        assert seconds > 0
+    else:
+        assert isinstance(err, InvalidInputError)
+        assert err.field == field
