@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -32,8 +33,10 @@ from smclient import (
 )
 from smclient.testing import Reply, ScriptedRuntime
 
+# 100 examples per test in CI (about 25 s for the file); SMCLIENT_FUZZ_EXAMPLES=2000 digs deeper.
+EXAMPLES = int(os.environ.get("SMCLIENT_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
-    max_examples=100,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -540,7 +543,7 @@ def _encodable(value: Any) -> bool:
     return True
 
 
-@settings(FUZZ, max_examples=300)  # cheap: no request, no client
+@settings(FUZZ, max_examples=3 * EXAMPLES)  # cheap: no request, no client
 @given(kind=st.sampled_from(["session_info", "session_header", "async_handle"]), doc=documents)
 def test_documents_handed_back(kind: str, doc: Any) -> None:
     from smclient import AsyncInvocation, SessionInfo
