@@ -482,7 +482,19 @@ def gave_up(
     base = type(error)
     if isinstance(error, RetriesExhaustedError):  # already a give-up (a nested call's)
         return error
-    exc = _rebuild(gave_up_class(base), error.message, dict(error.__dict__))
+    try:
+        cls = gave_up_class(base)
+    except TypeError:  # a class that cannot be combined (layout, metaclass): wrap it
+        wrapper = RetriesExhaustedError(
+            f"retries exhausted after {attempts} attempts in {elapsed:.3f} s: {error}",
+            attempts=attempts,
+            elapsed=elapsed,
+            history=history,
+            last_error=error,
+        )
+        wrapper.__cause__ = error
+        return wrapper
+    exc = _rebuild(cls, error.message, dict(error.__dict__))
     exc.args = error.args
     exc.__dict__.update(attempts=attempts, elapsed=elapsed, history=history, last_error=error)
     exc.__cause__ = error
@@ -809,6 +821,11 @@ def http_error(operation: str, status: int, headers: Any, body: bytes) -> Except
     parser = create_parser(model.metadata["protocol"])
     raw = {"status_code": status, "headers": headers, "body": body}
     parsed = parser.parse(raw, model.output_shape)
+    # As the runtime client's before-parse hook does: a 424 keeps the container's fields
+    # even when it names no error type.
+    kept: dict[str, Any] = {}
+    keep_model_error_fields(raw, kept)
+    parsed.update(kept)
     # As botocore's endpoint does: a modeled error's members (ModelError's
     # OriginalStatusCode...) join the top level of the parsed response.
     code = (parsed.get("Error") or {}).get("Code")

@@ -6,7 +6,7 @@ import json
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
@@ -108,7 +108,7 @@ class AsyncInvocation:
                 raise ValueError("not an AsyncInvocation document")
             fields = {a.name for a in attrs.fields(cls) if a.init} - {"endpoint"}
             handle = cls(**{k: v for k, v in raw.items() if k in fields})
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # AttributeError: not an object
             raise InvalidInputError("data", f"cannot load an AsyncInvocation: {exc}") from None
         return attrs.evolve(handle, endpoint=endpoint or handle.bound_endpoint())
 
@@ -156,6 +156,34 @@ class AsyncInvocation:
         if known is not None:
             return known
         return self._poller(poller).wait_one(self, timeout=timeout)
+
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: Literal[True] = ...,
+        poller: Poller | None = ...,
+    ) -> Any: ...
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: Literal[False],
+        poller: Poller | None = ...,
+    ) -> S3Object: ...
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: bool,
+        poller: Poller | None = ...,
+    ) -> Any: ...
 
     def result(
         self,
@@ -211,11 +239,18 @@ class Completion:
 
     invocation: AsyncInvocation
     succeeded: bool
-    source: str
+    source: Literal["s3", "notification"]
     failure_reason: str | None = None
     size: int | None = None
     # The failure object's bytes once read (exception() reads it once per completion).
     _cache: dict[str, bytes | None] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: Literal[True] = ...) -> Any: ...
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: Literal[False]) -> S3Object: ...
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: bool) -> Any: ...
 
     def result(self, *, codec: Codec | None = None, download: bool = True) -> Any:
         """The output: fetched and decoded with ``codec`` (default: the invocation's
