@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
-    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary, Scorer
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -120,6 +120,7 @@ __all__ = [
     "S3Object",
     "SMClientError",
     "SSEEvent",
+    "Scorer",
     "ServiceError",
     "ServiceUnavailableError",
     "Session",
@@ -156,6 +157,7 @@ _LAZY = {
     "Poller": "_asyncinference",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "Scorer": "_batch",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",
     "create_multi_model_endpoint": "_deploy",

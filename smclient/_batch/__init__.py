@@ -14,12 +14,13 @@ from .._models import InvocationResult
 from .._retry import RetryPolicy
 from ._progress import BatchProgress
 from ._runner import BatchRun, check_window
+from ._scorer import Scorer
 from ._types import BatchItem, BatchResult, BatchSummary, item_kwargs
 
 if TYPE_CHECKING:
     from .._endpoint import Endpoint, ModelHandle
 
-__all__ = ["BatchItem", "BatchResult", "BatchRun", "BatchSummary", "invoke_many"]
+__all__ = ["BatchItem", "BatchResult", "BatchRun", "BatchSummary", "Scorer", "invoke_many"]
 
 
 def invoke_many(
