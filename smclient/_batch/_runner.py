@@ -302,7 +302,8 @@ class _Engine:
                 self._succeeded += 1
             else:
                 self._failures[type(out.error).__name__] += 1
-        self._progress.update(self.summary(), self._total)
+        if self._progress.active:
+            self._progress.update(self.summary(), self._total)
 
     def _shutdown(self, jobs: queue.SimpleQueue[Any], done: queue.SimpleQueue[Any]) -> None:
         self._stop.set()
