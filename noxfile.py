@@ -57,3 +57,11 @@ def demo(session: nox.Session) -> None:
     """The demo against the embedded local endpoint (no AWS account needed)."""
     session.install("-e", ".[local]")
     session.run("smclient", "demo")
+
+
+@nox.session
+def mms(session: nox.Session) -> None:
+    """The local runtime in front of a real multi-model-server + SageMaker inference toolkit
+    process on loopback (needs Java; the test skips, saying why, without it)."""
+    session.install("-e", ".[test,mms]")
+    session.run("python", "-m", "pytest", "tests/local/test_mms_real.py", "-rs", *session.posargs)

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         Poller,
         S3AccessDeniedError,
         S3Object,
+        WaitResult,
         as_completed,
         wait,
     )
@@ -136,6 +137,7 @@ __all__ = [
     "ThrottlingError",
     "TransportError",
     "ValidationError",
+    "WaitResult",
     "as_completed",
     "create_async_endpoint",
     "create_multi_model_endpoint",
@@ -158,6 +160,7 @@ _LAZY = {
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
     "Scorer": "_batch",
+    "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",
     "create_multi_model_endpoint": "_deploy",

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["local"]:
-        from .local._cli import main as local_main
+        from .local import run_cli
 
-        return local_main(args[1:])
+        return run_cli(args[1:])
 
     parser = argparse.ArgumentParser(
         prog="smclient", description="A typed client for SageMaker inference endpoints."

@@ -13,13 +13,28 @@ standard mode three times on 5xx, multiplying our attempts).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-__all__ = ["ClientConfig", "ClientFactory"]
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+__all__ = ["ClientConfig", "ClientFactory", "check_config", "check_url"]
+
+
+def _seconds(name: str, value: object) -> None:
+    from ._errors import InvalidInputError
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(
+            name, f"expected a number of seconds, got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(name, f"got {value}", limit="seconds, finite and > 0")
 
 
 @attrs.frozen
@@ -32,8 +47,15 @@ class ClientConfig:
     so threads sharing an ``Endpoint`` do not queue for a socket. ``sign_requests``
     (default ``True``): ``False`` sends unsigned requests (local endpoints, no
     credentials needed). ``user_agent_extra`` is appended to the User-Agent.
+    ``transport`` (default ``"auto"``) picks how the runtime calls are sent: ``"fast"``
+    (smclient's signed HTTP transport), ``"boto3"`` (the boto3 client) or ``"auto"`` (fast,
+    unless moto, a ``Stubber``, an event handler or a proxy needs the boto3 client; the
+    ``SMCLIENT_TRANSPORT`` environment variable overrides ``"auto"``) - see docs/transport.md.
+
+    Every value is checked at construction (:class:`InvalidInputError`).
 
     .. versionadded:: 0.1.0
+    .. versionadded:: 0.2.0 ``transport``
     """
 
     read_timeout: float = 70.0
@@ -41,16 +63,29 @@ class ClientConfig:
     max_pool_connections: int = 50
     sign_requests: bool = True
     user_agent_extra: str | None = None
+    transport: Literal["auto", "fast", "boto3"] = "auto"
 
     def __attrs_post_init__(self) -> None:
         from ._errors import InvalidInputError
+        from ._transport import TRANSPORTS
 
-        for name in ("read_timeout", "connect_timeout"):
-            if getattr(self, name) <= 0:
-                raise InvalidInputError(name, f"got {getattr(self, name)}", limit="seconds, > 0")
-        if self.max_pool_connections < 1:
+        _seconds("read_timeout", self.read_timeout)
+        _seconds("connect_timeout", self.connect_timeout)
+        pool = self.max_pool_connections
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise InvalidInputError("max_pool_connections", f"got {pool!r}", limit="an int >= 1")
+        if not isinstance(self.sign_requests, bool):
+            raise InvalidInputError("sign_requests", f"got {self.sign_requests!r}", limit="a bool")
+        extra = self.user_agent_extra
+        if extra is not None and (
+            not isinstance(extra, str) or not extra.isascii() or not extra.isprintable()
+        ):
             raise InvalidInputError(
-                "max_pool_connections", f"got {self.max_pool_connections}", limit=">= 1"
+                "user_agent_extra", f"got {extra!r}", limit="printable ASCII text"
+            )
+        if self.transport not in TRANSPORTS:
+            raise InvalidInputError(
+                "transport", f"got {self.transport!r}", limit=" / ".join(TRANSPORTS)
             )
 
     def to_botocore(self) -> Any:
@@ -100,6 +135,8 @@ class ClientFactory:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._clients: dict[str, Any] = {}
+        self._sessions: dict[str, Any] = {}
+        self._transports: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
         """The boto3 client for ``service`` (``"sagemaker-runtime"``, ``"s3"``...)."""
@@ -110,7 +147,7 @@ class ClientFactory:
                 return found
         with self._lock:
             if pid != self._pid:  # forked: the parent's connections are not ours
-                self._clients = {}
+                self._clients, self._sessions, self._transports = {}, {}, {}
                 self._pid = pid
             found = self._clients.get(service)
             if found is None:
@@ -122,13 +159,89 @@ class ClientFactory:
         """Close the cached clients' connection pools; later calls build new clients."""
         with self._lock:
             clients, self._clients = self._clients, {}
+            transports, self._transports = self._transports, {}
+            self._sessions = {}
+        for transport in transports.values():
+            close = getattr(transport, "close", None)
+            if close is not None:
+                close()
         for client in clients.values():
             client.close()
+
+    def transport(self) -> Transport:
+        """The transport for the next runtime call (chosen per call, see ``_transport``)."""
+        from ._transport import transport_setting
+
+        setting = transport_setting(self.config.transport)
+        client = self.client("sagemaker-runtime")
+        transports = self._transports
+        if setting == "auto":
+            watch = transports.get("watch")
+            if watch is None or watch[0] is not client:
+                watch = self._cached("watch", client, lambda: _watch(client))
+            if watch[1].hooked():
+                setting = "boto3"
+        if setting != "boto3":
+            fast = transports.get("fast")
+            if fast is None or fast[0] is not client:
+                fast = self._cached("fast", client, lambda: self._fast(client))
+            if fast[1] is not None:
+                return fast[1]  # type: ignore[no-any-return]
+            if self.config.transport == "fast":
+                from ._errors import ConfigurationError
+
+                raise ConfigurationError(
+                    "transport='fast' cannot reach this endpoint through the configured "
+                    "proxy: use transport='auto' or 'boto3'"
+                )
+        boto = transports.get("boto3")
+        if boto is None or boto[0] is not client:
+            from ._transport import Boto3Transport
+
+            boto = self._cached("boto3", client, lambda: Boto3Transport(client))
+        return boto[1]  # type: ignore[no-any-return]
+
+    def _cached(self, key: str, client: Any, build: Any) -> tuple[Any, Any]:
+        with self._lock:
+            found = self._transports.get(key)
+            if found is None or found[0] is not client:
+                found = (client, build())
+                self._transports[key] = found
+            return found
+
+    def _fast(self, client: Any) -> Any:
+        """The fast transport for ``client``'s endpoint, or ``None`` where it cannot go."""
+        from ._fasthttp import FastTransport, Signer, capture_template
+        from ._transport import proxied
+
+        # On a client of its own: the user's client may carry a Stubber or handlers that
+        # would answer (or refuse) the probe when transport="fast" is forced.
+        probe = self._build("sagemaker-runtime")
+        try:
+            template = capture_template(probe)
+        finally:
+            probe.close()
+        if proxied(f"{template.scheme}://{template.host}"):
+            return None
+        session = self._sessions["sagemaker-runtime"]
+        core = getattr(session, "_session", session)
+        signer = None
+        if self.config.sign_requests:
+            signer = Signer(session.get_credentials(), client.meta.region_name)
+        return FastTransport(
+            template,
+            signer=signer,
+            ca_bundle=core.get_config_variable("ca_bundle") if core is not None else None,
+            connect_timeout=self.config.connect_timeout,
+            read_timeout=self.config.read_timeout,
+            max_pool_connections=self.config.max_pool_connections,
+        )
 
     def _build(self, service: str) -> Any:
         import boto3
 
         session: Any = self._session if self._session is not None else boto3.Session()
+        self._sessions[service] = session  # its credentials sign the fast transport's requests
         # The runtime has its own URL (a local endpoint, a VPC endpoint); S3, SQS, SNS and
         # the control plane share aws_endpoint_url (a moto server, an S3-compatible store).
         url = self.endpoint_url if service == "sagemaker-runtime" else self.aws_endpoint_url
@@ -163,3 +276,53 @@ class ClientFactory:
             boto3_session=session,
             aws_endpoint_url=state["aws_endpoint_url"],
         )
+
+
+def _watch(client: Any) -> Any:
+    from ._transport import HookWatch
+
+    return HookWatch(client)
+
+
+def check_config(config: object) -> ClientConfig:
+    """``config`` if it is a :class:`ClientConfig`; a clear error for look-alikes."""
+    from ._errors import ConfigurationError
+
+    if config is None:
+        return ClientConfig()
+    if isinstance(config, ClientConfig):
+        return config
+    if type(config).__module__.startswith("botocore"):
+        raise ConfigurationError(
+            "config= takes a smclient.ClientConfig, not a botocore Config: smclient sets "
+            "botocore's settings itself (retries pinned, timeouts). Use "
+            "ClientConfig(read_timeout=..., connect_timeout=..., max_pool_connections=...)."
+        )
+    if isinstance(config, dict):
+        raise ConfigurationError(
+            "config= takes a smclient.ClientConfig, not a dict: use ClientConfig(**your_dict)"
+        )
+    raise ConfigurationError(f"config= takes a smclient.ClientConfig, got {type(config).__name__}")
+
+
+def check_url(field: str, url: object) -> str | None:
+    """``url`` if it is ``None`` or an absolute http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    from ._errors import InvalidInputError
+
+    if url is None:
+        return None
+    if not isinstance(url, str):
+        raise InvalidInputError(field, f"expected a URL string, got {type(url).__name__}")
+    limit = "an absolute http:// or https:// URL, for example https://runtime.example.com"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInputError(field, f"{url[:200]!r} is not a URL ({exc})", limit=limit) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise InvalidInputError(field, f"{url[:200]!r} is not a usable URL", limit=limit)
+    if parts.query or parts.fragment or any(c.isspace() for c in url):
+        raise InvalidInputError(field, f"{url[:200]!r} has a query, fragment or space", limit=limit)
+    return url

@@ -10,11 +10,13 @@ import attrs
 from typing_extensions import Self
 
 from . import _validation as check
-from ._clients import ClientConfig, ClientFactory
-from ._codecs import Codec, encode_body
-from ._errors import ErrorContext
+from ._clients import ClientConfig, ClientFactory, check_config, check_url
+from ._codecs import Codec
+from ._errors import ConfigurationError, InvalidInputError
 from ._models import InvocationResult
-from ._retry import RetryPolicy, run
+from ._request import STREAM
+from ._retry import RetryPolicy
+from ._send import Requester
 from ._session import Session
 from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
@@ -62,15 +64,22 @@ class Endpoint:
         codec: Codec | None = None,
     ) -> None:
         self._name = check.endpoint_name(name)
+        if region is not None and (not isinstance(region, str) or not region.strip()):
+            raise InvalidInputError("region", f"got {region!r}", limit="a region name or None")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry= takes a smclient.RetryPolicy, got {type(retry).__name__}"
+            )
         self._factory = ClientFactory(
             region=region,
-            endpoint_url=endpoint_url,
-            config=config or ClientConfig(),
+            endpoint_url=check_url("endpoint_url", endpoint_url),
+            config=check_config(config),
             boto3_session=boto3_session,
-            aws_endpoint_url=aws_endpoint_url,
+            aws_endpoint_url=check_url("aws_endpoint_url", aws_endpoint_url),
         )
         self._retry = retry or _DEFAULT_RETRY
         self._codec = codec
+        self._requester = Requester(self._name, self._factory, self._retry, codec)
 
     @property
     def name(self) -> str:
@@ -170,8 +179,9 @@ class Endpoint:
         as ``retry`` (default: the endpoint's policy) decides; errors are
         :class:`SMClientError` subclasses.
         """
-        return self._invoke(
+        request = self._requester.build(
             body,
+            codec=codec,
             content_type=content_type,
             accept=accept,
             target_model=target_model,
@@ -181,9 +191,8 @@ class Endpoint:
             inference_id=inference_id,
             custom_attributes=custom_attributes,
             enable_explanations=enable_explanations,
-            codec=codec,
-            retry=retry,
         )
+        return self._requester.invoke(request, retry)
 
     def invoke_many(
         self,
@@ -322,12 +331,12 @@ class Endpoint:
         The call is retried as ``retry`` decides, and an ``InternalStreamFailure`` is
         retried only while no byte has reached the caller.
         """
-        params = self._params(
+        request = self._requester.build(
             body,
+            operation=STREAM,
             codec=codec,
             content_type=content_type,
             accept=accept,
-            target_model=None,
             session_id=session_id,
             target_variant=target_variant,
             target_container_hostname=target_container_hostname,
@@ -335,110 +344,27 @@ class Endpoint:
             inference_id=inference_id,
             custom_attributes=custom_attributes,
         )
-        factory = self._factory
-        ctx = ErrorContext(self._name, "InvokeEndpointWithResponseStream", None, 1)
+        return self._requester.stream(request, retry)
 
-        def attempt() -> ResponseStream:
-            started = time.monotonic()
-            client = factory.client("sagemaker-runtime")
-            response = client.invoke_endpoint_with_response_stream(**params)
-            opened = ResponseStream(response, ctx, started=started)
-            opened.prefetch()
-            return opened
+    @property
+    def requester(self) -> Requester:
+        """The request layer this endpoint's features send through (sessions, streams,
+        ``submit``): it builds checked requests without I/O and sends them on the transport
+        chosen per call (see docs/transport.md). Advanced use; the methods above cover the
+        service.
 
-        opened, outcome = run(
-            retry or self._retry,
-            attempt,
-            endpoint=self._name,
-            operation="InvokeEndpointWithResponseStream",
-        )
-        opened.attempts = outcome.attempts
-        opened._ctx = attrs.evolve(ctx, attempts=outcome.attempts)
-        return opened
+        .. versionadded:: 0.2.0
+        """
+        return self._requester
 
-    def _params(
-        self,
-        body: Any,
-        *,
-        codec: Codec | None,
-        content_type: str | None,
-        accept: str | None,
-        target_model: str | None,
-        session_id: str | None,
-        **headers: str | None,
-    ) -> dict[str, Any]:
-        """The request parameters, every value checked before anything is sent."""
-        data, content_type = encode_body(
-            body, codec=codec or self._codec, content_type=content_type
-        )
-        params: dict[str, Any] = {"EndpointName": self._name, "Body": data}
-        values: dict[str, str | None] = {
-            "ContentType": check.header("content_type", content_type),
-            "Accept": check.header("accept", accept),
-            "TargetModel": None if target_model is None else check.target_model(target_model),
-            "TargetVariant": check.name("target_variant", headers.get("target_variant")),
-            "TargetContainerHostname": check.name(
-                "target_container_hostname", headers.get("target_container_hostname")
-            ),
-            "InferenceComponentName": check.component_name(headers.get("inference_component")),
-            "InferenceId": check.inference_id(headers.get("inference_id")),
-            "CustomAttributes": check.custom_attributes(headers.get("custom_attributes")),
-            "EnableExplanations": check.header(
-                "enable_explanations",
-                headers.get("enable_explanations"),
-                maximum=check.MAX_EXPLANATIONS,
-            ),
-            "SessionId": None if session_id is None else check.session_id(session_id),
-        }
-        params.update({k: v for k, v in values.items() if v is not None})
-        return params
+    @property
+    def transport(self) -> str:
+        """The transport the next runtime call would use: ``"fast"`` or ``"boto3"`` (builds
+        the runtime client if needed; see :class:`ClientConfig` ``transport``).
 
-    def _invoke(
-        self,
-        body: Any,
-        *,
-        content_type: str | None,
-        accept: str | None,
-        target_model: str | None,
-        codec: Codec | None,
-        retry: RetryPolicy | None,
-        session_id: str | None = None,
-        **headers: str | None,
-    ) -> InvocationResult:
-        params = self._params(
-            body,
-            codec=codec,
-            content_type=content_type,
-            accept=accept,
-            target_model=target_model,
-            session_id=session_id,
-            **headers,
-        )
-        factory = self._factory
-
-        def attempt() -> tuple[dict[str, Any], bytes]:
-            response: dict[str, Any] = factory.client("sagemaker-runtime").invoke_endpoint(**params)
-            # Read inside the attempt: a timeout while reading is an attempt's failure.
-            return response, response["Body"].read()
-
-        (response, payload), outcome = run(
-            retry or self._retry,
-            attempt,
-            endpoint=self._name,
-            operation="InvokeEndpoint",
-            target_model=target_model,
-        )
-        return InvocationResult(
-            body=payload,
-            content_type=response.get("ContentType"),
-            invoked_production_variant=response.get("InvokedProductionVariant"),
-            custom_attributes=response.get("CustomAttributes"),
-            request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
-            attempts=outcome.attempts,
-            elapsed=outcome.elapsed,
-            new_session_id=response.get("NewSessionId"),
-            closed_session_id=response.get("ClosedSessionId"),
-        )
+        .. versionadded:: 0.2.0
+        """
+        return self._factory.transport().name
 
     def close(self) -> None:
         """Close the connection pools. The endpoint stays usable (new clients are built)."""

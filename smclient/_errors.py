@@ -509,3 +509,47 @@ def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
     if isinstance(exc, bce.BotoCoreError):
         return SMClientError(f"{type(exc).__name__}: {exc}")
     raise TypeError(f"not a botocore error: {exc!r}")  # programming error, keep it loud
+
+
+def http_error(operation: str, status: int, headers: Any, body: bytes) -> Exception:
+    """An error answer received by smclient's own transport, as the botocore ``ClientError``
+    boto3 would raise for it (parsed by botocore's response parser for ``operation``), to be
+    raised and then mapped by :func:`translate` like any botocore error. ``headers`` is a
+    case-insensitive mapping of the response headers.
+
+    .. versionadded:: 0.2.0
+    """
+    from botocore.exceptions import ClientError
+    from botocore.parsers import create_parser
+
+    model = _runtime_model().operation_model(operation)
+    parser = create_parser(model.metadata["protocol"])
+    raw = {"status_code": status, "headers": headers, "body": body}
+    parsed = parser.parse(raw, model.output_shape)
+    # As botocore's endpoint does: a modeled error's members (ModelError's
+    # OriginalStatusCode...) join the top level of the parsed response.
+    code = (parsed.get("Error") or {}).get("Code")
+    shape = model.service_model.shape_for_error_code(code) if code else None
+    if shape is not None:
+        parsed.update(create_parser(model.metadata["protocol"]).parse(raw, shape))
+    meta = parsed.setdefault("ResponseMetadata", {})
+    meta["HTTPStatusCode"] = status
+    meta["HTTPHeaders"] = {str(k).lower(): v for k, v in headers.items()}
+    meta["RetryAttempts"] = 0
+    return ClientError(parsed, operation)
+
+
+_RUNTIME_MODEL: Any = None
+
+
+def _runtime_model() -> Any:
+    global _RUNTIME_MODEL
+    if _RUNTIME_MODEL is None:
+        from botocore.loaders import create_loader
+        from botocore.model import ServiceModel
+
+        _RUNTIME_MODEL = ServiceModel(
+            create_loader().load_service_model("sagemaker-runtime", "service-2"),
+            "sagemaker-runtime",
+        )
+    return _RUNTIME_MODEL

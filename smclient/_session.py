@@ -24,6 +24,7 @@ from typing_extensions import Self
 
 from ._errors import InvalidInputError, SMClientError, ValidationError
 from ._models import InvocationResult
+from ._request import STREAM
 from ._retry import RetryPolicy
 from ._session_core import (
     DEFAULT_EXPIRY_MARGIN,
@@ -139,15 +140,15 @@ class Session:
         core = session._core
         core.state = SessionState.OPENING
         try:
-            result = endpoint._invoke(
+            requester = endpoint.requester
+            request = requester.build(
                 body,
                 content_type=content_type or protocol.content_type,
                 accept=accept,
                 target_model=target_model,
-                codec=None,
-                retry=session._retry,
                 session_id="NEW_SESSION",
             )
+            result = requester.invoke(request, session._retry)
         except SMClientError as exc:
             core.open_failed(exc)
             raise
@@ -302,22 +303,23 @@ class Session:
         session is then ``REJECTED`` (or ``EXPIRED``) and sends no more calls, but
         :meth:`close` (and leaving the ``with`` block) still sends the close body.
         """
+        requester = self._endpoint.requester
+        request = requester.build(
+            body,
+            codec=codec,
+            content_type=content_type,
+            accept=accept,
+            target_model=target_model or self._target_model,
+            target_variant=target_variant,
+            target_container_hostname=target_container_hostname,
+            inference_component=inference_component,
+            inference_id=inference_id,
+            custom_attributes=custom_attributes,
+            enable_explanations=enable_explanations,
+        )
+        policy = self._retry if retry is None else session_policy(retry)
         return self._in_session(
-            lambda session_id: self._endpoint._invoke(
-                body,
-                content_type=content_type,
-                accept=accept,
-                target_model=target_model or self._target_model,
-                codec=codec,
-                retry=self._retry if retry is None else session_policy(retry),
-                session_id=session_id,
-                target_variant=target_variant,
-                target_container_hostname=target_container_hostname,
-                inference_component=inference_component,
-                inference_id=inference_id,
-                custom_attributes=custom_attributes,
-                enable_explanations=enable_explanations,
-            )
+            lambda session_id: requester.invoke(request.with_session(session_id), policy)
         )
 
     def stream(
@@ -342,20 +344,22 @@ class Session:
         Only an open session can stream: the open call itself cannot be streamed
         (``InvokeEndpointWithResponseStream`` cannot create a session).
         """
+        requester = self._endpoint.requester
+        request = requester.build(
+            body,
+            operation=STREAM,
+            codec=codec,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            target_variant=target_variant,
+            target_container_hostname=target_container_hostname,
+            inference_component=inference_component,
+            inference_id=inference_id,
+        )
+        policy = self._retry if retry is None else session_policy(retry)
         return self._in_session(
-            lambda session_id: self._endpoint.stream(
-                body,
-                content_type=content_type,
-                accept=accept,
-                custom_attributes=custom_attributes,
-                target_variant=target_variant,
-                target_container_hostname=target_container_hostname,
-                inference_component=inference_component,
-                inference_id=inference_id,
-                session_id=session_id,
-                codec=codec,
-                retry=self._retry if retry is None else session_policy(retry),
-            )
+            lambda session_id: requester.stream(request.with_session(session_id), policy)
         )
 
     def close(self) -> InvocationResult | None:
@@ -376,15 +380,14 @@ class Session:
             if not core.begin_close():
                 return None
             try:
-                result = self._endpoint._invoke(
+                requester = self._endpoint.requester
+                request = requester.build(
                     self._protocol.close_body(self.id),
                     content_type=self._protocol.content_type,
-                    accept=None,
                     target_model=self._target_model,
-                    codec=None,
-                    retry=self._retry,
                     session_id=self.id,
                 )
+                result = requester.invoke(request, self._retry)
             except ValidationError as exc:
                 core.close_rejected(exc)
                 return None

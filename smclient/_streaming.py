@@ -13,7 +13,7 @@ import codecs
 import logging
 import time
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Self
 
@@ -25,12 +25,17 @@ from ._errors import (
 )
 from ._splitting import SSEEvent, iter_json_lines, iter_lines, iter_sse
 
+if TYPE_CHECKING:
+    from ._request import StreamResponse
+
 __all__ = ["ResponseStream"]
 
 logger = logging.getLogger("smclient")
 
 
 def _broken_stream_errors() -> tuple[type[BaseException], ...]:
+    import http.client
+
     import botocore.eventstream
     import botocore.exceptions
     import urllib3.exceptions
@@ -39,7 +44,8 @@ def _broken_stream_errors() -> tuple[type[BaseException], ...]:
         urllib3.exceptions.HTTPError,  # ProtocolError (cut), ReadTimeoutError (stall)
         botocore.exceptions.BotoCoreError,
         botocore.eventstream.ParserError,  # a corrupt frame (CRC, lengths)
-        OSError,
+        http.client.HTTPException,  # the fast transport: IncompleteRead (cut)
+        OSError,  # includes TimeoutError (a stall)
     )
 
 
@@ -56,23 +62,15 @@ class ResponseStream:
     .. versionadded:: 0.1.0
     """
 
-    def __init__(self, response: dict[str, Any], ctx: ErrorContext, *, started: float) -> None:
-        body = response["Body"]
-        # The raw HTTP body behind botocore's EventStream: see the module docstring for why.
-        raw = getattr(body, "_raw_stream", None)
-        if raw is None or not hasattr(raw, "stream"):
-            body.close()
-            raise SMClientError(
-                "this botocore version's EventStream does not expose its raw body; "
-                "smclient supports botocore >= 1.34 (please report the version you use)"
-            )
-        self._raw: Any = raw
+    def __init__(self, response: StreamResponse, ctx: ErrorContext, *, started: float) -> None:
+        """Internal: streams come from :meth:`smclient.Endpoint.stream`."""
+        self._raw = response
         self._ctx = ctx
         self._started = started
-        self.content_type: str | None = response.get("ContentType")
-        self.invoked_production_variant: str | None = response.get("InvokedProductionVariant")
-        self.custom_attributes: str | None = response.get("CustomAttributes")
-        self.request_id: str | None = (response.get("ResponseMetadata") or {}).get("RequestId")
+        self.content_type: str | None = response.content_type
+        self.invoked_production_variant: str | None = response.invoked_production_variant
+        self.custom_attributes: str | None = response.custom_attributes
+        self.request_id: str | None = response.request_id
         self.attempts = ctx.attempts
         self.time_to_first_byte: float | None = None
         self.bytes_received = 0
@@ -85,7 +83,7 @@ class ResponseStream:
         from botocore.eventstream import EventStreamBuffer
 
         buffer = EventStreamBuffer()
-        for data in self._raw.stream():
+        for data in self._raw.chunks:
             buffer.add_data(data)
             yield from buffer
 
@@ -161,9 +159,7 @@ class ResponseStream:
     def _release(self) -> None:
         if not self._closed:
             self._closed = True
-            close = getattr(self._raw, "close", None)
-            if close is not None:
-                close()
+            self._raw.close()
 
     def close(self) -> None:
         """Stop reading and release the connection. Idempotent."""

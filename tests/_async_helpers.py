@@ -13,6 +13,17 @@ from smclient import Endpoint
 from smclient._asyncinference import AsyncInvocation
 
 
+@pytest.fixture(autouse=True)
+def fresh_registry() -> Iterator[None]:
+    """Each test starts with nothing known about async results in the process (the tests
+    reuse output locations; the registry is process-wide)."""
+    from smclient._asyncinference._registry import REGISTRY
+
+    REGISTRY.clear()
+    yield
+    REGISTRY.clear()
+
+
 @pytest.fixture(scope="module")
 def moto() -> Iterator[None]:
     """moto in-process for a whole module (clients are slow to build: share them)."""

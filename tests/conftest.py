@@ -51,3 +51,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(params=["auto", "boto3"])
+def each_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per runtime transport: ``auto`` (smclient's fast transport on loopback
+    servers, the boto3 client under moto) and ``boto3`` (always the boto3 client)."""
+    monkeypatch.setenv("SMCLIENT_TRANSPORT", request.param)
+    return str(request.param)

@@ -14,8 +14,7 @@ import pytest
 
 from smclient import JSON, Endpoint
 from smclient._asyncinference import AsyncInferenceError, Poller, as_completed, submit
-from smclient.local import EndpointSpec, HandlerError, LocalRuntime
-from smclient.local._async import AsyncSettings, EmbeddedAWS
+from smclient.local import AsyncSettings, EmbeddedAWS, EndpointSpec, HandlerError, LocalRuntime
 from smclient.notifications import Subscription, subscribe
 
 WAIT = 20.0

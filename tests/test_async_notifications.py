@@ -18,6 +18,7 @@ from ._async_helpers import (  # noqa: F401
     Requests,
     empty_bucket,
     fail_with,
+    fresh_registry,
     handle,
     moto,
     requests,
@@ -155,7 +156,7 @@ def test_success_notification_completes_and_is_deleted(
     put(ep, inv.output_location)
     publish(ep, topics[0], success(inv))
     p = sqs_poller(sub, clock)
-    [done] = p.wait([inv], timeout=10)
+    done = p.wait_one(inv, timeout=10)
     assert done.source == "notification"
     assert done.result() == {"ok": True}
     assert in_queue(ep, sub) == 0
@@ -171,6 +172,8 @@ def test_notification_before_the_object_is_visible_waits_for_it(
     assert p.poll() == []
     assert p.pending == [inv]
     put(ep, inv.output_location)
+    assert p.poll() == []  # the next look is not due yet
+    clock.advance(0.1)  # head_interval
     [done] = p.poll()
     assert done.succeeded
     assert done.source == "notification"
@@ -210,8 +213,10 @@ def test_duplicates_and_reordering_are_harmless(
     publish(ep, topics[0], success(a))
     publish(ep, topics[1], failure(b, "ClientError: boom"))
     p = sqs_poller(sub, clock)
-    done = p.wait([a, b], timeout=10)
-    assert [c.succeeded for c in done] == [True, False]
+    done, not_done = p.wait([a, b], timeout=10)
+    assert (done, not_done) == ([a, b], [])
+    assert a.exception() is None
+    assert b.exception().failure_reason == "ClientError: boom"  # type: ignore[union-attr]
     p.poll()  # the leftovers of the duplicates, if the first batch did not hold them all
     assert in_queue(ep, sub) == 0
 
@@ -266,7 +271,7 @@ def test_a_short_remaining_time_does_not_spin_on_the_queue(
     requests.watch(ep.client("sqs"))
     p = sub.poller(clock=clock, sleep=clock.sleep, s3=False, wait_time_seconds=20)
     with pytest.raises(AsyncTimeoutError):
-        p.wait([handle(ep, 11)], timeout=0.5)
+        p.wait_one(handle(ep, 11), timeout=0.5)
     assert requests.counts["ReceiveMessage"] <= 2
     assert clock.sleeps == [0.5]
 

@@ -27,6 +27,7 @@ from ._async_helpers import (  # noqa: F401
     Requests,
     empty_bucket,
     failures,
+    fresh_registry,
     handle,
     moto,
     requests,
@@ -154,7 +155,7 @@ def test_timeout_lists_pending_and_resume_finds_them(ep: Any, clock: Any) -> Non
     put(ep, invs[0].output_location)
     p = poller(ep, clock, interval=5)
     with pytest.raises(AsyncTimeoutError) as info:
-        p.wait(invs, timeout=30)
+        list(p.as_completed(invs, timeout=30))
     error = info.value
     assert [i.inference_id for i in error.pending] == ["inf-1", "inf-2"]
     assert error.done == 1
@@ -166,14 +167,15 @@ def test_timeout_lists_pending_and_resume_finds_them(ep: Any, clock: Any) -> Non
     for inv in invs[1:]:
         put(ep, inv.output_location)
     resumed = [AsyncInvocation.from_json(text, endpoint=ep) for text in saved]
-    done = wait(resumed, timeout=10, poller=poller(ep, clock))
-    assert [c.invocation.inference_id for c in done] == ["inf-1", "inf-2"]
+    done, not_done = wait(resumed, timeout=10, poller=poller(ep, clock))
+    assert [h.inference_id for h in done] == ["inf-1", "inf-2"]
+    assert not_done == []
 
 
 def test_default_deadline_comes_from_the_handles(ep: Any, clock: Any) -> None:
     inv = handle(ep, 1, deadline=clock.now + 12)
     with pytest.raises(AsyncTimeoutError):
-        poller(ep, clock).wait([inv])
+        poller(ep, clock).wait_one(inv)
     assert clock.now == pytest.approx(1012)
 
 
@@ -230,7 +232,7 @@ def test_invocations_of_moto_endpoints_finish(ep: Any, clock: Any) -> None:
     queue_moto_async_results([MotoAsyncResult('{"a": 1}'), MotoAsyncResult("boom", True)])
     ok = submit(ep, {"x": 1}, input_prefix="s3://in-bucket/in", codec=JSON)
     bad = submit(ep, {"x": 2}, input_prefix="s3://in-bucket/in")
-    done = wait([ok, bad], timeout=5, poller=poller(ep, clock))
+    done, _ = wait([ok, bad], timeout=5, poller=poller(ep, clock))
     assert done[0].result() == {"a": 1}
     with pytest.raises(AsyncInferenceError) as info:
         done[1].result()
@@ -277,7 +279,7 @@ def test_the_deadline_gets_one_last_look(ep: Any, clock: Any) -> None:
 
 def test_timeout_errors_pickle_with_their_handles(ep: Any, clock: Any) -> None:
     with pytest.raises(AsyncTimeoutError) as info:
-        poller(ep, clock).wait([handle(ep, 1)], timeout=1)
+        poller(ep, clock).wait_one(handle(ep, 1), timeout=1)
     copy = pickle.loads(pickle.dumps(info.value))
     assert [h.inference_id for h in copy.pending] == ["inf-1"]
     assert copy.pending[0].endpoint.name == "async-ep"

@@ -18,6 +18,7 @@ from ._async_helpers import (  # noqa: F401
     Requests,
     empty_bucket,
     failures,
+    fresh_registry,
     moto,
     requests,
     shared_endpoint,

@@ -21,7 +21,7 @@ from smclient import (
 )
 from smclient.testing import MotoResult, Reply, ScriptedRuntime, queue_moto_results
 
-pytestmark = pytest.mark.usefixtures("aws_env")
+pytestmark = pytest.mark.usefixtures("aws_env", "each_transport")
 
 
 def test_invoke_on_moto_returns_a_typed_result() -> None:

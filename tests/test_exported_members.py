@@ -63,6 +63,7 @@ def test_public_names_are_pinned() -> None:
         "ThrottlingError",
         "TransportError",
         "ValidationError",
+        "WaitResult",
         "as_completed",
         "create_async_endpoint",
         "create_multi_model_endpoint",

@@ -31,6 +31,8 @@ from smclient._session_info import (
 )
 from smclient.testing import Reply, ScriptedRuntime
 
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 NEW = "X-Amzn-SageMaker-New-Session-Id"
 CLOSED = "X-Amzn-SageMaker-Closed-Session-Id"
 SID = "sess-1"

@@ -27,6 +27,8 @@ from smclient._session_info import (
 )
 from smclient.local import EndpointSpec, LocalRuntime
 
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 
 class Clock:
     """Seconds since the epoch, shared by the server and the client; moved by the test."""

@@ -18,6 +18,8 @@ from smclient.testing import Reply, ScriptedRuntime
 
 from .test_session import EXPIRES, SID, START, WallClock, closed, opened, session_ids
 
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 
 def bad_request() -> Reply:
     # The session is fine: the request itself is refused (here, an unknown TargetModel).

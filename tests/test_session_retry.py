@@ -20,6 +20,8 @@ from smclient.testing import Reply, ScriptedRuntime, no_retry_waits
 
 from .test_session import SID, closed, opened, session_ids
 
+pytestmark = pytest.mark.usefixtures("each_transport")
+
 
 @pytest.fixture
 def quiet() -> Iterator[None]:

@@ -18,8 +18,10 @@ from smclient import (
     StreamTimeoutError,
 )
 from smclient.local import LocalEndpoint, StreamError, StreamFaults
-from smclient.local import _eventstream as es
+from smclient.local.server import _eventstream as es
 from smclient.testing import Reply, ScriptedRuntime, no_retry_waits
+
+pytestmark = pytest.mark.usefixtures("each_transport")
 
 
 class Chunks:

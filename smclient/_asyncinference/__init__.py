@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ._errors import AsyncInferenceError, AsyncTimeoutError, S3AccessDeniedError
 from ._handle import AsyncInvocation, Completion, S3Object
-from ._poller import Poller
+from ._poller import Poller, WaitResult
 from ._submit import submit
 from ._wait import as_completed, wait
 
@@ -17,6 +17,7 @@ __all__ = [
     "Poller",
     "S3AccessDeniedError",
     "S3Object",
+    "WaitResult",
     "as_completed",
     "submit",
     "wait",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,8 @@ class AsyncInvocation:
     request_ttl: int | None = None
     invocation_timeout: int | None = None
     endpoint: Endpoint | None = attrs.field(default=None, eq=False, repr=False)
+    # What this handle learned (see _registry.py): not part of equality, repr or JSON.
+    _outcome: Completion | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -75,7 +78,9 @@ class AsyncInvocation:
 
     def to_json(self) -> str:
         """The handle as a JSON string (without the endpoint object)."""
-        data = attrs.asdict(self, filter=lambda a, _v: a.name != "endpoint")
+        data = attrs.asdict(
+            self, recurse=False, filter=lambda a, _v: a.init and a.name != "endpoint"
+        )
         return json.dumps({"format": _FORMAT, **data}, sort_keys=True)
 
     @classmethod
@@ -91,18 +96,33 @@ class AsyncInvocation:
             raw = json.loads(data) if isinstance(data, str | bytes) else dict(data)
             if raw.pop("format", None) != _FORMAT:
                 raise ValueError("not an AsyncInvocation document")
-            fields = {a.name for a in attrs.fields(cls)} - {"endpoint"}
+            fields = {a.name for a in attrs.fields(cls) if a.init} - {"endpoint"}
             handle = cls(**{k: v for k, v in raw.items() if k in fields})
         except (TypeError, ValueError) as exc:
             raise InvalidInputError("data", f"cannot load an AsyncInvocation: {exc}") from None
         return attrs.evolve(handle, endpoint=endpoint or handle.bound_endpoint())
 
     def bound_endpoint(self) -> Endpoint:
-        """The endpoint whose clients serve this handle (one shared per name, region and
-        URL when the handle has none)."""
+        """The endpoint whose clients serve this handle: its own, else one shared per name,
+        region and URL by the handles and pollers using it (held weakly: it is closed with
+        its connection pools once none of them needs it any more)."""
         if self.endpoint is None:
             return _default_endpoint(self.endpoint_name, self.region, self.aws_endpoint_url)
         return self.endpoint
+
+    def _learn(self, completion: Completion) -> None:
+        object.__setattr__(self, "_outcome", completion)
+
+    def _known(self) -> Completion | None:
+        """What the process knows about this invocation, without any request."""
+        from ._registry import REGISTRY
+
+        found = REGISTRY.get(self)
+        if found is None:
+            return self._outcome
+        if found is not self._outcome:
+            self._learn(found)
+        return found
 
     def _poller(self, poller: Poller | None) -> Poller:
         if poller is not None:
@@ -112,12 +132,19 @@ class AsyncInvocation:
         return Poller(self.bound_endpoint())
 
     def done(self, *, poller: Poller | None = None) -> bool:
-        """Whether the invocation has finished (one S3 check, no waiting)."""
+        """Whether the invocation has finished. No request when the process already knows
+        (a ``wait``, ``as_completed`` or another handle found it); else one look at S3 (and
+        the poller's queue), no waiting."""
+        if self._known() is not None:
+            return True
         return self._poller(poller).check(self) is not None
 
     def wait(self, timeout: float | None = None, *, poller: Poller | None = None) -> Completion:
-        """Wait until it finishes; :class:`AsyncTimeoutError` after ``timeout`` seconds
-        (default: until :attr:`deadline`)."""
+        """Wait until it finishes (at once, without a request, when already known);
+        :class:`AsyncTimeoutError` after ``timeout`` seconds (default: until :attr:`deadline`)."""
+        known = self._known()
+        if known is not None:
+            return known
         return self._poller(poller).wait_one(self, timeout=timeout)
 
     def result(
@@ -128,7 +155,8 @@ class AsyncInvocation:
         download: bool = True,
         poller: Poller | None = None,
     ) -> Any:
-        """Wait, then return the decoded output (see :meth:`Completion.result`).
+        """Wait, then return the decoded output (see :meth:`Completion.result`: one
+        ``GetObject`` unless ``download=False``; no polling request when already known).
 
         Raises :class:`AsyncInferenceError` when it failed, :class:`AsyncTimeoutError`
         when ``timeout`` seconds (default: until :attr:`deadline`) pass first.
@@ -138,7 +166,8 @@ class AsyncInvocation:
     def exception(
         self, timeout: float | None = None, *, poller: Poller | None = None
     ) -> AsyncInferenceError | None:
-        """Wait, then return the failure as an :class:`AsyncInferenceError`, or ``None``."""
+        """Wait, then return the failure as an :class:`AsyncInferenceError`, or ``None``
+        (no request on success once known; a failure reads its failure object once)."""
         return self.wait(timeout, poller=poller).exception()
 
 
@@ -174,6 +203,8 @@ class Completion:
     source: str
     failure_reason: str | None = None
     size: int | None = None
+    # The failure object's bytes once read (exception() reads it once per completion).
+    _cache: dict[str, bytes | None] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     def result(self, *, codec: Codec | None = None, download: bool = True) -> Any:
         """The output: fetched and decoded with ``codec`` (default: the invocation's
@@ -198,16 +229,9 @@ class Completion:
         if self.succeeded:
             return None
         inv = self.invocation
-        content: bytes | None = None
-        if inv.failure_location:
-            bucket, key = split_s3_url(inv.failure_location)
-            try:
-                content, _ = _get(inv, bucket, key)
-            except ServiceError as exc:
-                if not s3.missing(exc):
-                    raise
+        content = self._failure_content()
         code = _error_code(content)
-        reason = self.failure_reason or _reason(content)
+        reason = self.failure_reason or self._notified_reason() or _reason(content)
         text = f"asynchronous invocation {inv.inference_id!r} on endpoint {inv.endpoint_name!r}"
         text += f" failed: {reason or code or 'see the failure object'}"
         if inv.failure_location:
@@ -222,6 +246,29 @@ class Completion:
             error_code=code,
         )
 
+    def _failure_content(self) -> bytes | None:
+        if "failure" in self._cache:
+            return self._cache["failure"]
+        inv = self.invocation
+        content: bytes | None = None
+        if inv.failure_location:
+            bucket, key = split_s3_url(inv.failure_location)
+            try:
+                content, _ = _get(inv, bucket, key)
+            except ServiceError as exc:
+                if not s3.missing(exc):
+                    raise
+        self._cache["failure"] = content
+        return content
+
+    def _notified_reason(self) -> str | None:
+        # A failure found in S3 before its notification: the notification that came later
+        # lent its failureReason to the process's record (see _registry.merge).
+        from ._registry import REGISTRY
+
+        known = REGISTRY.get(self.invocation)
+        return known.failure_reason if known is not None else None
+
 
 def _typed(content_type: str | None) -> str | None:
     """The content type, unless it says nothing (absent or generic binary)."""
@@ -230,13 +277,25 @@ def _typed(content_type: str | None) -> str | None:
     return content_type
 
 
-@functools.lru_cache(maxsize=64)
+_ENDPOINTS: weakref.WeakValueDictionary[tuple[str, str | None, str | None], Endpoint] = (
+    weakref.WeakValueDictionary()
+)
+_ENDPOINTS_LOCK = threading.Lock()
+
+
 def _default_endpoint(name: str, region: str | None, aws_endpoint_url: str | None) -> Endpoint:
-    # Cached: each Endpoint builds its own clients, and handles without one would otherwise
-    # build new clients (and connection pools) for every request.
+    # Shared, so that handles without an endpoint do not build new clients (and connection
+    # pools) for every request; held weakly, so that it is released with the last handle
+    # or poller using it instead of living as long as the process.
     from .._endpoint import Endpoint
 
-    return Endpoint(name, region=region, aws_endpoint_url=aws_endpoint_url)
+    key = (name, region, aws_endpoint_url)
+    with _ENDPOINTS_LOCK:
+        found = _ENDPOINTS.get(key)
+        if found is None:
+            found = Endpoint(name, region=region, aws_endpoint_url=aws_endpoint_url)
+            _ENDPOINTS[key] = found
+        return found
 
 
 def _is_json(content_type: str | None) -> bool:

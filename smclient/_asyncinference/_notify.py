@@ -16,10 +16,20 @@ import attrs
 
 from .._retry import RetryPolicy, run
 
-__all__ = ["GIVE_UP_AFTER", "Kind", "Notice", "delete", "parse", "receive", "receive_count"]
+__all__ = [
+    "BATCH",
+    "GIVE_UP_AFTER",
+    "Kind",
+    "Notice",
+    "delete",
+    "parse",
+    "receive",
+    "receive_count",
+]
 
 # Receives after which a message in a Subscription's queue that no poller handled is deleted.
 GIVE_UP_AFTER = 5
+BATCH = 10  # SQS's most messages per ReceiveMessage and entries per DeleteMessageBatch
 
 
 class Kind(enum.Enum):
@@ -98,7 +108,7 @@ def receive(
     """Up to 10 messages, long-polling ``wait`` seconds; with ``count_receives`` each
     carries its ``ApproximateReceiveCount`` (see :func:`receive_count`)."""
     params: dict[str, Any] = {
-        "QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": wait
+        "QueueUrl": queue_url, "MaxNumberOfMessages": BATCH, "WaitTimeSeconds": wait
     }  # fmt: skip
     if count_receives:
         params["MessageSystemAttributeNames"] = ["ApproximateReceiveCount"]

@@ -63,9 +63,16 @@ def get(
 def exists(
     s3: Any, bucket: str, key: str, *, endpoint: str | None, policy: RetryPolicy = POLICY
 ) -> int | None:
-    """The object's size when it exists, ``None`` when S3 answers 404."""
+    """The object's size when it exists, ``None`` when S3 answers 404 (or gives no size)."""
+    return head(s3, bucket, key, endpoint=endpoint, policy=policy)[1]
+
+
+def head(
+    s3: Any, bucket: str, key: str, *, endpoint: str | None, policy: RetryPolicy = POLICY
+) -> tuple[bool, int | None]:
+    """``(exists, size)`` from one ``HeadObject``: ``(False, None)`` when S3 answers 404."""
     try:
-        head, _ = run(
+        answer, _ = run(
             policy,
             lambda: s3.head_object(Bucket=bucket, Key=key),
             endpoint=endpoint,
@@ -73,12 +80,12 @@ def exists(
         )
     except ServiceError as exc:
         if missing(exc):
-            return None
+            return False, None
         if denied(exc):
             raise access_error("HeadObject", f"s3://{bucket}/{key}", exc) from exc
         raise
-    size = head.get("ContentLength")
-    return size if isinstance(size, int) else None
+    size = answer.get("ContentLength")
+    return True, size if isinstance(size, int) else None
 
 
 def find(
@@ -125,7 +132,7 @@ def existing(
     """``{key: size}`` of the ``keys`` that exist, one ``HeadObject`` each."""
     found: dict[str, int | None] = {}
     for key in keys:
-        size = exists(s3, bucket, key, endpoint=endpoint, policy=policy)
-        if size is not None:
+        there, size = head(s3, bucket, key, endpoint=endpoint, policy=policy)
+        if there:
             found[key] = size
     return found

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from .. import _validation as check
 from .._codecs import JSON, Codec
 from .._errors import InvalidInputError, ServiceError, SMClientError
+from .._request import AsyncResponse, build_async
 from .._retry import RetryPolicy, run
 from . import _checks as limits
 from ._handle import AsyncInvocation, codec_name
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["submit"]
 
 _SLACK = 60.0  # seconds past TTL + timeout before a result is given up on (clock skew, S3 lag)
-_CHUNK = 8 * 1024 * 1024
+_CHUNK = 8 * 1024 * 1024  # bytes per multipart part
+_PARTS = 4  # parts in flight (and in memory) at once
 
 
 class _Limited(io.RawIOBase):
@@ -118,42 +120,23 @@ def submit(
         _upload(endpoint, policy, bucket, key, data, stream, chosen_type)
         uploaded = (bucket, key)
         location = f"s3://{bucket}/{key}"
-    params = {"EndpointName": endpoint.name, "InputLocation": location}
-    params.update({k: v for k, v in headers.items() if v is not None})
-    runtime = endpoint.client("sagemaker-runtime")
     submitted = time.time()
     try:
-        response, outcome = run(
-            policy,
-            lambda: runtime.invoke_endpoint_async(**params),
-            endpoint=endpoint.name,
-            operation="InvokeEndpointAsync",
+        response, output_location = _invoke_async(
+            endpoint, policy, {**headers, "InputLocation": location}
         )
-        output_location = response.get("OutputLocation")
-        if not output_location:
-            # Without it the result cannot be found. The uploaded input is deleted like on
-            # any failed call: the queued request then fails instead of running for nothing.
-            metadata = response.get("ResponseMetadata") or {}
-            raise ServiceError(
-                "the answer has no OutputLocation: the result cannot be found",
-                http_status=metadata.get("HTTPStatusCode"),
-                request_id=metadata.get("RequestId"),
-                endpoint=endpoint.name,
-                operation="InvokeEndpointAsync",
-                attempts=outcome.attempts,
-            )
     except SMClientError:
         if uploaded is not None:
             _delete_quietly(endpoint, *uploaded)
         raise
     ttl = request_ttl or limits.DEFAULT_TTL
     timeout = invocation_timeout or limits.DEFAULT_TIMEOUT
-    region, aws_url = _settings(endpoint, runtime)
+    region, aws_url = _settings(endpoint)
     return AsyncInvocation(
         endpoint_name=endpoint.name,
-        inference_id=response.get("InferenceId") or headers["InferenceId"],
+        inference_id=response.inference_id or headers["InferenceId"],
         output_location=output_location,
-        failure_location=response.get("FailureLocation"),
+        failure_location=response.failure_location,
         input_location=location,
         submitted_at=submitted,
         deadline=submitted + ttl + timeout + _SLACK,
@@ -168,8 +151,30 @@ def submit(
     )
 
 
-def _settings(endpoint: Endpoint, runtime: Any) -> tuple[str | None, str | None]:
+def _invoke_async(
+    endpoint: Endpoint, policy: RetryPolicy, headers: dict[str, Any]
+) -> tuple[AsyncResponse, str]:
+    """The ``InvokeEndpointAsync`` request (boto3 parameter names in ``headers``), sent
+    through the endpoint's request layer: its answer and its ``OutputLocation``, which
+    is always there (else a :class:`ServiceError`)."""
+    response, outcome = endpoint.requester.submit(build_async(endpoint.name, headers), policy)
+    if not response.output_location:
+        # Without it the result cannot be found. The caller deletes the uploaded input like
+        # on any failed call: the queued request then fails instead of running for nothing.
+        raise ServiceError(
+            "the answer has no OutputLocation: the result cannot be found",
+            http_status=response.http_status,
+            request_id=response.request_id,
+            endpoint=endpoint.name,
+            operation="InvokeEndpointAsync",
+            attempts=outcome.attempts,
+        )
+    return response, response.output_location
+
+
+def _settings(endpoint: Endpoint) -> tuple[str | None, str | None]:
     """The region and ``aws_endpoint_url`` saved in handles, from public attributes only."""
+    runtime = endpoint.client("sagemaker-runtime")
     region = getattr(endpoint, "region", None) or getattr(runtime.meta, "region_name", None)
     aws_url = getattr(endpoint, "aws_endpoint_url", None)
     return region, aws_url if isinstance(aws_url, str) else None
@@ -225,10 +230,6 @@ def _upload(
             operation="PutObject",
         )
         return
-    if isinstance(stream, str):  # a path: opened here, closed here
-        with open(stream, "rb") as fileobj:
-            _transfer(endpoint, policy, s3, fileobj, bucket, key, extra)
-        return
     _transfer(endpoint, policy, s3, stream, bucket, key, extra)
 
 
@@ -243,18 +244,29 @@ def _transfer(
 ) -> None:
     from boto3.s3.transfer import TransferConfig
 
+    config = TransferConfig(multipart_chunksize=_CHUNK, max_concurrency=_PARTS)
+    # Parts read into memory at once (s3transfer's default is 10): with 4 parts of 8 MiB
+    # a file object's upload stays within ~32 MiB. A path is read by s3transfer in
+    # pieces while each part is sent, never as whole parts.
+    config.max_in_memory_upload_chunks = _PARTS
+    if isinstance(fileobj, str):  # a path (retried from the start: nothing to rewind)
+
+        def attempt() -> None:
+            s3.upload_file(fileobj, bucket, key, ExtraArgs=extra or None, Config=config)
+
+        run(policy, attempt, endpoint=endpoint.name, operation="PutObject")
+        return
     seekable = bool(getattr(fileobj, "seekable", lambda: False)())
     start = fileobj.tell() if seekable else 0
-    config = TransferConfig(multipart_chunksize=_CHUNK, max_concurrency=4)
 
-    def attempt() -> None:
+    def attempt_stream() -> None:
         if seekable:
             fileobj.seek(start)  # a retried upload starts from the same place
         s3.upload_fileobj(fileobj, bucket, key, ExtraArgs=extra or None, Config=config)
 
     run(
         policy if seekable else RetryPolicy.never(),
-        attempt,
+        attempt_stream,
         endpoint=endpoint.name,
         operation="PutObject",
     )

@@ -19,9 +19,13 @@ See ``docs/local-endpoint.md``.
 
 from __future__ import annotations
 
-from ._async import AsyncSettings, AsyncStats, AWSConnection, EmbeddedAWS
-from ._check import CheckResult, check_container, run_check
-from ._container import (
+from ._cli import run_cli
+from ._runtime import LocalEndpoint, LocalRuntime
+from ._spec import EndpointSpec
+from .async_inference._aws import AWSConnection, EmbeddedAWS
+from .async_inference._types import AsyncSettings, AsyncStats
+from .containers._check import CheckResult, check_container, run_check
+from .containers._client import (
     ContainerClient,
     ContainerError,
     ContainerModel,
@@ -31,7 +35,7 @@ from ._container import (
     ContainerTimeoutError,
     ContainerUnreachableError,
 )
-from ._handlers import (
+from .hosting._handlers import (
     HandlerError,
     HandlerReply,
     ModelHandler,
@@ -39,11 +43,10 @@ from ._handlers import (
     StreamError,
     StreamingHandler,
 )
-from ._multimodel import ModelStats, MultiModelSettings
-from ._runtime import LocalEndpoint, LocalRuntime
-from ._sessions import LocalSessionInfo
-from ._spec import EndpointSpec
-from ._wire import ServiceFault, StreamFaults
+from .multimodel._cache import ModelStats, MultiModelSettings
+from .server._wire import ServiceFault, StreamFaults
+from .sessions._stateful import StatefulHandler
+from .sessions._store import LocalSessionInfo
 
 __all__ = [
     "AWSConnection",
@@ -70,15 +73,17 @@ __all__ = [
     "MultiModelSettings",
     "ServiceFault",
     "SessionHandler",
+    "StatefulHandler",
     "StreamError",
     "StreamFaults",
     "StreamingHandler",
     "check_container",
     "run_check",
+    "run_cli",
 ]
 
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("smclient.local._"):
+    if getattr(_obj, "__module__", "").startswith("smclient.local."):
         _obj.__module__ = __name__
 del _name, _obj

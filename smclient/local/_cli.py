@@ -3,6 +3,7 @@
 ``serve`` takes endpoints on the command line and/or from a JSON config file::
 
     smclient local serve --handler demo=mypkg.models:predict --mme models=./models
+    smclient local serve --mme-container byoc=http://127.0.0.1:8080 --model-root byoc=./models
     smclient local serve --config local.json --port 8080
 
 The config file (stdlib JSON)::
@@ -34,10 +35,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._multimodel import MultiModelSettings
 from ._spec import EndpointSpec
+from .multimodel._cache import MultiModelSettings
 
-__all__ = ["main"]
+__all__ = ["run_cli"]
 
 _SHORTHANDS = {
     "handler": "handler",
@@ -45,7 +46,10 @@ _SHORTHANDS = {
     "mme": "model_root",
     "container": "container_url",
     "mme_container": "container_url",
+    "image": "container_image",
+    "mme_image": "container_image",
 }
+_CONTAINERS = ("container", "mme_container", "image", "mme_image")
 
 
 class ConfigError(ValueError):
@@ -68,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         ("--mme", "NAME=ROOT_DIR", "a multi-model endpoint over a folder of models"),
         ("--container", "NAME=URL", "a running container, single-model contract"),
         ("--mme-container", "NAME=URL", "a running container, multi-model contract"),
+        ("--image", "NAME=IMAGE", "a single-model image started with docker run"),
+        ("--mme-image", "NAME=IMAGE", "a multi-model image started with docker run"),
+        (
+            "--model-root",
+            "NAME=DIR_OR_S3_URL",
+            "the models of the multi-model container NAME (each unpacked once into its own "
+            "model directory; mounted at /opt/ml/models for an image)",
+        ),
     ):
         serve.add_argument(option, action="append", default=[], metavar=metavar, help=text)
     serve.add_argument("--instances", type=int, default=1, help="instances per endpoint")
@@ -83,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-container", help="check a running container against the multi-model contract"
     )
-    from ._check import add_arguments
+    from .containers._check import add_arguments
 
     add_arguments(check)
     return parser
@@ -119,7 +131,7 @@ def _spec(entry: object) -> EndpointSpec:
         if isinstance(entry.get("multi_model"), dict):
             entry["multi_model"] = MultiModelSettings(**entry["multi_model"])
         if isinstance(entry.get("async"), dict):
-            from ._async import AsyncSettings
+            from .async_inference._worker import AsyncSettings
 
             entry["async_config"] = AsyncSettings(**entry.pop("async"))
         return EndpointSpec(**entry)
@@ -146,19 +158,37 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpe
             if not sep or not name or not target:
                 raise ConfigError(f"--{option.replace('_', '-')} takes NAME=VALUE, got {value!r}")
             entry: dict[str, Any] = {"name": name, field: target}
-            if option == "mme_container":
+            if option in ("mme_container", "mme_image"):
                 entry["container_multi_model"] = True
-            if option != "container" and option != "mme_container":
+            if option not in _CONTAINERS:
                 entry["instance_count"] = args.instances
-            if option in ("mme", "mme_container") and args.invocation_window is not None:
-                entry["multi_model"] = {"invocation_window": args.invocation_window}
+            window = args.invocation_window
+            if option in ("mme", "mme_container", "mme_image") and window is not None:
+                entry["multi_model"] = {"invocation_window": window}
             entries.append(entry)
+    _apply_model_roots(args.model_root, entries)
     if not entries:
         raise ConfigError("no endpoint given (use --handler/--model/--mme/--container or --config)")
     try:
         return config, [_spec(e) for e in entries]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _apply_model_roots(values: list[str], entries: list[object]) -> None:
+    """``--model-root NAME=ROOT``: the model root of the multi-model container ``NAME``."""
+    by_name = {e.get("name"): e for e in entries if isinstance(e, dict)}
+    for value in values:
+        name, sep, root = value.partition("=")
+        if not sep or not name or not root:
+            raise ConfigError(f"--model-root takes NAME=DIR_OR_S3_URL, got {value!r}")
+        entry = by_name.get(name)
+        if entry is None or not entry.get("container_multi_model"):
+            raise ConfigError(
+                f"--model-root {name}=...: no multi-model container endpoint {name!r} "
+                "(give it with --mme-container or --mme-image)"
+            )
+        entry["model_root"] = root
 
 
 class _Interrupts:
@@ -183,7 +213,7 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
     config, specs = _entries(args)
     aws = None
     if config.get("aws_endpoint_url"):
-        from ._async import AWSConnection
+        from .async_inference._worker import AWSConnection
 
         aws = AWSConnection(config["aws_endpoint_url"], config.get("aws_region", "us-east-1"))
     host = args.host or config.get("host", "127.0.0.1")
@@ -199,9 +229,12 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, interrupts)
     try:
-        runtime = LocalRuntime(
-            specs, host=host, port=port, aws=aws, shutdown_timeout=args.shutdown_timeout
-        )
+        try:
+            runtime = LocalRuntime(
+                specs, host=host, port=port, aws=aws, shutdown_timeout=args.shutdown_timeout
+            )
+        except ValueError as exc:  # e.g. a topic the embedded S3/SNS cannot hold
+            raise ConfigError(str(exc)) from None
         with _closing(runtime, out):
             print(f"smclient local runtime listening on {runtime.url}", file=out)
             for spec in specs:
@@ -229,13 +262,17 @@ def _print_aws(runtime: Any, specs: list[EndpointSpec], out: TextIO) -> None:
     names = [s.name for s in specs if s.async_config is not None]
     if not names:
         return
-    from ._async_aws import EmbeddedAWS
+    from .async_inference._aws import EmbeddedAWS
 
     aws = runtime.aws
     where = aws.endpoint_url or "AWS (boto3's default endpoints)"
     source = "embedded moto server" if isinstance(aws, EmbeddedAWS) else "configured"
     print(f"  async endpoints: {', '.join(names)}", file=out)
     print(f"  S3/SNS endpoint URL: {where} ({source}, region {aws.region})", file=out)
+    topics = [t for s in specs if s.async_config is not None for t in s.async_config.topics]
+    if topics:
+        made = " (created there)" if isinstance(aws, EmbeddedAWS) else ""
+        print(f"  SNS topics{made}: {', '.join(dict.fromkeys(topics))}", file=out)
 
 
 @contextlib.contextmanager
@@ -257,11 +294,16 @@ def _closing(runtime: Any, out: TextIO) -> Iterator[None]:
             )
 
 
-def main(
+def run_cli(
     argv: Sequence[str], *, out: TextIO | None = None, stop: threading.Event | None = None
 ) -> int:
-    """Runs ``smclient local <argv>``; returns the exit status. ``stop`` ends ``serve``
-    (besides Ctrl-C / SIGTERM)."""
+    """Runs ``smclient local <argv>`` (``serve`` or ``check-container``) and returns its
+    exit status: 0 done, 1 could not start or a check failed, 2 bad arguments or config,
+    130 interrupted twice. ``out`` receives what the command prints (default stdout);
+    ``stop``, when set, ends ``serve`` like Ctrl-C / SIGTERM.
+
+    .. versionadded:: 0.2.0
+    """
     out = out or sys.stdout
     try:
         args = _parser().parse_args(list(argv))
@@ -269,7 +311,7 @@ def main(
         return int(exc.code or 0)
     try:
         if args.command == "check-container":
-            from ._check import run_from_args
+            from .containers._check import run_from_args
 
             return run_from_args(args, out=out)
         return serve(args, out=out, stop=stop)

@@ -17,17 +17,62 @@ from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Self
 
-from ._hosted import HostedEndpoint
-from ._multimodel import ModelStats
-from ._server import LoopbackServer
-from ._sessions import LocalSessionInfo
+from ._endpoint import HostedEndpoint
 from ._spec import EndpointSpec
-from ._wire import AsyncResult, InvocationRequest, InvocationResult, ServiceError, StreamResult
+from .multimodel._cache import ModelStats
+from .server._http import LoopbackServer
+from .server._wire import (
+    AsyncResult,
+    InvocationRequest,
+    InvocationResult,
+    ServiceError,
+    StreamResult,
+)
+from .sessions._store import LocalSessionInfo
 
 if TYPE_CHECKING:
-    from .._endpoint import Endpoint
+    from smclient import Endpoint
 
 __all__ = ["LocalEndpoint", "LocalRuntime"]
+
+
+EMBEDDED_REGION = "us-east-1"
+EMBEDDED_ACCOUNT = "123456789012"  # moto's account
+
+
+def _topics(specs: Iterable[EndpointSpec]) -> list[str]:
+    found = [t for s in specs if s.async_config is not None for t in s.async_config.topics]
+    return list(dict.fromkeys(found))
+
+
+def _check_embedded_topics(specs: Iterable[EndpointSpec]) -> None:
+    """``ValueError`` for an SNS topic the embedded moto server cannot hold (its ARN names
+    another region or account): said before anything starts."""
+    for topic in _topics(specs):
+        parts = topic.split(":")
+        if len(parts) != 6 or parts[3] != EMBEDDED_REGION or parts[4] != EMBEDDED_ACCOUNT:
+            raise ValueError(
+                f"SNS topic {topic} cannot exist in the embedded moto server, which holds "
+                f"topics arn:aws:sns:{EMBEDDED_REGION}:{EMBEDDED_ACCOUNT}:<name>: use such an "
+                "ARN, or point the runtime at your own S3/SNS (aws=AWSConnection(...), "
+                "aws_endpoint_url in the CLI config)"
+            )
+
+
+def _create_topics(aws: Any, specs: Iterable[EndpointSpec]) -> None:
+    # The embedded server starts empty: the topics async endpoints notify must exist before
+    # the endpoints publish their TestNotification (CreateTopic returns the topic's ARN).
+    topics = _topics(specs)
+    if topics:
+        sns = aws.client("sns")
+        for topic in topics:
+            sns.create_topic(Name=topic.rsplit(":", 1)[1])
+
+
+def _needs_aws(spec: EndpointSpec) -> bool:
+    # Async endpoints store inputs/outputs in S3; an s3:// model root reads models from it.
+    root = spec.model_root
+    return spec.async_config is not None or (isinstance(root, str) and root.startswith("s3://"))
 
 
 class LocalRuntime:
@@ -37,8 +82,10 @@ class LocalRuntime:
     ``rt.url`` for boto3's ``endpoint_url`` or ``rt.endpoint("a")`` for a ready
     :class:`smclient.Endpoint`. ``aws``: the S3/SNS connection of async endpoints
     (an ``AWSConnection``); by default an embedded moto server is started when an
-    endpoint has ``async_config``. ``host``/``port``: default 127.0.0.1 and a free port.
-    Timeouts in seconds.
+    endpoint has ``async_config`` or an ``s3://`` ``model_root``, and the SNS topics the
+    async endpoints name are created in it (their ARNs must name region ``us-east-1`` and
+    moto's account ``123456789012``, else ``ValueError``). ``host``/``port``:
+    default 127.0.0.1 and a free port. Timeouts in seconds.
 
     .. versionadded:: 0.1.0
     """
@@ -57,6 +104,8 @@ class LocalRuntime:
         names = [s.name for s in self._specs]
         if len(set(names)) != len(names):
             raise ValueError("endpoint names must be unique")
+        if aws is None:
+            _check_embedded_topics(self._specs)
         self._host, self._port = host, port
         self._aws = aws
         self._startup_timeout = startup_timeout
@@ -78,12 +127,13 @@ class LocalRuntime:
         try:
             self._tmp = tempfile.TemporaryDirectory(prefix="smclient-local-")
             aws = self._aws
-            if aws is None and any(s.async_config is not None for s in self._specs):
-                from ._async import EmbeddedAWS
+            if aws is None and any(_needs_aws(s) for s in self._specs):
+                from .async_inference._worker import EmbeddedAWS
 
-                self._embedded = EmbeddedAWS()
+                self._embedded = EmbeddedAWS(region=EMBEDDED_REGION)
                 self._embedded.__enter__()
                 aws = self._embedded
+                _create_topics(self._embedded, self._specs)
             for spec in self._specs:
                 workdir = Path(self._tmp.name) / spec.name
                 workdir.mkdir()
@@ -161,8 +211,7 @@ class LocalRuntime:
     def endpoint(self, name: str | None = None, **kwargs: Any) -> Endpoint:
         """A :class:`smclient.Endpoint` for the endpoint ``name`` (default: the only one),
         unsigned, region ``us-east-1``; ``kwargs`` go to ``Endpoint`` (e.g. ``retry``)."""
-        from .._clients import ClientConfig
-        from .._endpoint import Endpoint
+        from smclient import ClientConfig, Endpoint
 
         name = self._default_name(name)
         kwargs.setdefault("config", ClientConfig(sign_requests=False))

@@ -73,7 +73,7 @@ def smclient_local_endpoint() -> Iterator[Callable[..., LocalEndpoint]]:
 @pytest.fixture
 def smclient_moto_server() -> Iterator[Any]:
     """An embedded moto server on a free loopback port, stopped after the test."""
-    from smclient.local._async import EmbeddedAWS
+    from smclient.local import EmbeddedAWS
 
     with EmbeddedAWS() as aws:
         # moto keeps its backends per process: start from (and leave) a clean state.

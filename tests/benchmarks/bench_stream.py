@@ -18,7 +18,7 @@ from typing import Any
 
 
 def _serve(chunks: int, urls: Any, stop: Any) -> None:
-    from smclient.local import _eventstream as es
+    from smclient.local.server import _eventstream as es
     from smclient.testing import Reply, ScriptedRuntime
 
     parts = []

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -93,6 +96,21 @@ class FakeContainer:
     ``drop`` name events that never answer or close the connection without an answer;
     ``die_after`` names an event after which every request is dropped (a crash);
     ``list_script`` answers ``GET /models`` from a function of the query (any JSON body).
+
+    Model directories: with ``check_model_dirs`` a load reads the ``url`` as a directory
+    (``mounts`` maps a path prefix inside the container, e.g. ``/opt/ml/models``, to the
+    host folder mounted there): a missing directory answers 404, one holding a file named
+    ``OOM`` answers 507 (as multi-model-server does when ``model_fn`` raises MemoryError);
+    ``model_files[name]`` records the files it held. Invocations then answer the body
+    prefixed with the model directory's ``answer.txt`` when it has one.
+
+    Stateful sessions (``sessions=True``, protocol.md §4): a request with
+    ``X-Amzn-SageMaker-Session-Id: NEW_SESSION`` opens a session (its body is kept in
+    ``session_bodies``) and answers ``X-Amzn-SageMaker-Session-Id: <id>; Expires=...``
+    (``session_ttl`` seconds, ``session_header`` overrides the whole value); a request with
+    the id and a body ``{"requestType": "CLOSE"}`` closes it and answers
+    ``X-Amzn-SageMaker-Closed-Session-Id: <id>``; other requests with the id are echoed
+    with ``X-Fake-Session: <id>``; an unknown id answers 400 "session not found".
     """
 
     def __init__(
@@ -115,6 +133,12 @@ class FakeContainer:
         drop: Collection[str] = (),
         die_after: str | None = None,
         list_script: Callable[[dict[str, str]], bytes] | None = None,
+        port: int = 0,
+        check_model_dirs: bool = False,
+        mounts: Mapping[str, str] | None = None,
+        sessions: bool = False,
+        session_ttl: float = 1200.0,
+        session_header: str | None = None,
     ) -> None:
         named = {
             *(statuses or ()),
@@ -144,6 +168,15 @@ class FakeContainer:
         self.die_after = die_after
         self.dead = threading.Event()
         self.list_script = list_script
+        self.port = port
+        self.check_model_dirs = check_model_dirs
+        self.mounts = dict(mounts or {})
+        self.model_files: dict[str, list[str]] = {}
+        self.sessions = sessions
+        self.session_ttl = session_ttl
+        self.session_header = session_header
+        self.open_sessions: set[str] = set()
+        self.session_bodies: list[bytes] = []
         self.requests: list[Request] = []
         self.memory_used = 0
         self._models: dict[str, _Model] = {}
@@ -204,7 +237,7 @@ class FakeContainer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output clean
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}
         )
@@ -272,7 +305,8 @@ class FakeContainer:
             return "ping", 200, b'{"status": "Healthy"}', {}
         if self.single_model:
             if method == "POST" and path == "/invocations":
-                return ("invocations", *self._echo(headers, body))
+                with self._lock:
+                    return ("invocations", *self._answer(None, headers, body))
             return "", 404, _error(404, "Resource not found"), {}
         with self._lock:
             if path == "/models" and method == "POST":
@@ -310,6 +344,15 @@ class FakeContainer:
             return "load_conflict", 409, _error(409, f"Model {name} is already registered."), {}
         if self.known_urls is not None and url not in self.known_urls:
             return "load", 404, _error(404, f"Model not found in model store: {url}"), {}
+        if self.check_model_dirs:
+            where = self._host_path(url)
+            if where is None or not where.is_dir():
+                return "load", 404, _error(404, f"Model directory not found: {url}"), {}
+            if (where / "OOM").exists():
+                return "out_of_memory", 507, _error(507, "System out of memory"), {}
+            self.model_files[name] = sorted(
+                str(f.relative_to(where)) for f in where.rglob("*") if f.is_file()
+            )
         size = self.sizes.get(name, self.model_size)
         if self.memory_budget is not None and self.memory_used + size > self.memory_budget:
             if self.stuck_on_507:
@@ -386,7 +429,56 @@ class FakeContainer:
             return "invoke_missing", 404, _error(404, f"Model not found: {name}"), {}
         if not model.has_worker:
             return "invoke", 503, _error(503, "No worker is available to serve request"), {}
-        return ("invoke", *self._echo(headers, body))
+        return ("invoke", *self._answer(model, headers, body))
+
+    def _host_path(self, url: str) -> Path | None:
+        for inside, host in self.mounts.items():
+            if url == inside or url.startswith(inside.rstrip("/") + "/"):
+                return Path(host) / url[len(inside) :].lstrip("/")
+        return Path(url) if not self.mounts else None
+
+    def _answer(
+        self, model: _Model | None, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        prefix = b""
+        if model is not None and self.check_model_dirs:
+            where = self._host_path(model.url)
+            if where is not None and (where / "answer.txt").is_file():
+                prefix = (where / "answer.txt").read_bytes()
+        session = headers.get("x-amzn-sagemaker-session-id")
+        if not self.sessions or session is None:
+            status, echoed, extra = self._echo(headers, body)
+            return status, prefix + echoed, extra
+        if session == "NEW_SESSION":
+            session_id = uuid.uuid4().hex
+            self.open_sessions.add(session_id)
+            self.session_bodies.append(body)
+            expires = time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + self.session_ttl)
+            )
+            value = self.session_header or f"{session_id}; Expires={expires}"
+            answer = json.dumps({"opened": session_id}).encode()
+            return (
+                200,
+                answer,
+                {"Content-Type": "application/json", "X-Amzn-SageMaker-Session-Id": value},
+            )
+        if session not in self.open_sessions:
+            return 400, _error(400, f"session not found: {session}"), {}
+        try:
+            closing = json.loads(body).get("requestType") == "CLOSE"
+        except (ValueError, AttributeError):
+            closing = False
+        if closing:
+            self.open_sessions.discard(session)
+            answer = json.dumps({"closed": session}).encode()
+            return (
+                200,
+                answer,
+                {"Content-Type": "application/json", "X-Amzn-SageMaker-Closed-Session-Id": session},
+            )
+        status, echoed, extra = self._echo(headers, body)
+        return status, prefix + echoed, {**extra, "X-Fake-Session": session}
 
     def _echo(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes, dict[str, str]]:
         extra = {"Content-Type": headers.get("content-type", "application/octet-stream")}

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from smclient.local._async import AWSConnection, EmbeddedAWS
+from smclient.local.async_inference._worker import AWSConnection, EmbeddedAWS
 
 pytest.importorskip("moto")
 

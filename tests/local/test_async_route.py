@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from smclient.local import LocalEndpoint
-from smclient.local._async import AsyncSettings, EmbeddedAWS
+from smclient.local.async_inference._worker import AsyncSettings, EmbeddedAWS
 
 pytest.importorskip("moto")
 

@@ -8,8 +8,9 @@ from typing import Any
 import attrs
 import pytest
 
-from smclient.local import _async_notify as notify
-from smclient.local._async import (
+from smclient.local.async_inference import _notify as notify
+from smclient.local.async_inference._types import locations, split_s3_url
+from smclient.local.async_inference._worker import (
     AsyncAccepted,
     AsyncRequest,
     AsyncRequestError,
@@ -18,7 +19,6 @@ from smclient.local._async import (
     AWSConnection,
     ModelReply,
 )
-from smclient.local._async_types import locations, split_s3_url
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:results"
 

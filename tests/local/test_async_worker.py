@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from smclient.local._async import (
+from smclient.local.async_inference._types import split_s3_url
+from smclient.local.async_inference._worker import (
     AsyncRequest,
     AsyncSettings,
     AsyncWorker,
@@ -24,7 +25,6 @@ from smclient.local._async import (
     EmbeddedAWS,
     ModelReply,
 )
-from smclient.local._async_types import split_s3_url
 
 pytest.importorskip("moto")
 

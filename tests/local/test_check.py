@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from smclient.local._check import (
+from smclient.local.containers._check import (
     CheckResult,
     add_arguments,
     check_container,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from smclient.local._cli import main
+from smclient.local import run_cli as main
 
 from .fake_container import FakeContainer
 
@@ -233,7 +233,7 @@ def served_process(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         [
             sys.executable,
             "-c",
-            "import sys; from smclient.local._cli import main; sys.exit(main(sys.argv[1:]))",
+            "import sys; from smclient.local import run_cli; sys.exit(run_cli(sys.argv[1:]))",
             "serve",
             "--handler",
             "demo=json:dumps",

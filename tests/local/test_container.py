@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smclient import SMClientError
-from smclient.local._container import (
+from smclient.local.containers._client import (
     ContainerClient,
     ContainerError,
     ContainerModel,

@@ -10,7 +10,7 @@ import botocore.exceptions
 import pytest
 
 from smclient.local import LocalEndpoint, MultiModelSettings
-from smclient.local._container import ContainerClient
+from smclient.local.containers._client import ContainerClient
 
 from .fake_container import FakeContainer
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from smclient.local import HandlerError, HandlerReply, LocalEndpoint, ModelHandler
-from smclient.local._handlers import as_handler, call_predict, call_stream, load_model_dir
+from smclient.local.hosting._handlers import as_handler, call_predict, call_stream, load_model_dir
 
 
 def write(path: Path, source: str) -> None:
@@ -225,7 +225,7 @@ def test_single_model_from_tar_gz(tmp_path: Path, client_for: Any) -> None:
 def test_unpack_refuses_links(tmp_path: Path) -> None:
     import tarfile
 
-    from smclient.local._handlers import unpack_archive
+    from smclient.local.hosting._handlers import unpack_archive
 
     archive = tmp_path / "links.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

@@ -8,8 +8,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from smclient.local import LocalEndpoint
-from smclient.local._container import ContainerClient
-from smclient.local._sources import container_model_name
+from smclient.local.containers._client import ContainerClient
+from smclient.local.containers._sources import container_model_name
 
 from .fake_container import FakeContainer
 

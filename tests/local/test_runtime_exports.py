@@ -31,11 +31,13 @@ def test_exported_names() -> None:
         "MultiModelSettings",
         "ServiceFault",
         "SessionHandler",
+        "StatefulHandler",
         "StreamError",
         "StreamFaults",
         "StreamingHandler",
         "check_container",
         "run_check",
+        "run_cli",
     ]
 
 

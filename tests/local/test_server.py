@@ -336,7 +336,7 @@ def test_starts_on_another_loopback_address(client_for: Any) -> None:
 
 
 def test_readiness_check_address() -> None:
-    from smclient.local._server import connect_host
+    from smclient.local.server._http import connect_host
 
     assert connect_host("0.0.0.0") == "127.0.0.1"
     assert connect_host("") == "127.0.0.1"
@@ -403,7 +403,7 @@ def test_chunked_request_bodies(runtime: Any, body: bytes, expected: bytes) -> N
     ],
 )
 def test_async_headers_checked_before_the_worker(headers: dict[str, str], fragment: bytes) -> None:
-    from smclient.local._routes import async_request
+    from smclient.local.async_inference._request import async_request
 
     with pytest.raises(ServiceFault) as info:
         async_request({k.lower(): v for k, v in headers.items()})

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from smclient.local import EndpointSpec, HandlerError, LocalRuntime
-from smclient.local._async import AsyncSettings
+from smclient.local.async_inference._worker import AsyncSettings
 
 WAIT = 10.0
 

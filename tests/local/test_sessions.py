@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from smclient.local import EndpointSpec, HandlerError, LocalRuntime
-from smclient.local._sessions import format_expires, is_close_request
+from smclient.local.sessions._store import format_expires, is_close_request
 
 
 class Clock:

@@ -137,7 +137,7 @@ def test_a_second_signal_forces_the_exit() -> None:
 
 
 def test_negative_shutdown_timeout_is_a_usage_error(capsys: Any) -> None:
-    from smclient.local._cli import main
+    from smclient.local import run_cli as main
 
     assert main(["serve", "--handler", "x=json:dumps", "--shutdown-timeout", "-1"]) == 2
     assert "shutdown-timeout" in capsys.readouterr().err
@@ -163,7 +163,7 @@ def test_a_second_sigterm_ends_a_shutdown_stuck_on_a_handler() -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from smclient.local._cli import main; sys.exit(main(sys.argv[1:]))",
+            "import sys; from smclient.local import run_cli; sys.exit(run_cli(sys.argv[1:]))",
             "serve",
             "--handler",
             f"stuck={__name__}:stuck_announced",

@@ -20,7 +20,7 @@ from smclient.local import (
     StreamError,
     StreamFaults,
 )
-from smclient.local._eventstream import (
+from smclient.local.server._eventstream import (
     encode_message,
     internal_stream_failure,
     model_stream_error,

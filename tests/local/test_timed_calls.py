@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from smclient.local._handlers import HandlerError, HandlerReply
-from smclient.local._routes import TimedCalls
+from smclient.local.hosting._calls import TimedCalls
+from smclient.local.hosting._handlers import HandlerError, HandlerReply
 
 WAIT = 5.0
 

@@ -3,15 +3,20 @@
 Requests without a session are spread over the instances round robin. ``SessionId=
 NEW_SESSION`` opens a session on one instance; its id is answered as
 ``<id>; Expires=YYYY-MM-DDTHH:MM:SSZ`` (TTL 1200 s by default) and later requests with
-that id go to the same instance. Unknown, closed and expired ids get a 400
-``ValidationError`` that says which of the three it is.
+that id go to the same instance. The id is made here (:meth:`SessionStore.open`) for
+handlers that leave sessions to the runtime, or by the model itself - a container, or a
+handler that runs its own sessions - and adopted from its answer
+(:meth:`SessionStore.adopt`, :func:`parse_session_header`). Unknown, closed and expired ids
+get a 400 ``ValidationError`` that says which of the three it is.
 """
 
 from __future__ import annotations
 
+import calendar
 import collections
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -19,7 +24,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._wire import ServiceError
+from ..server._wire import ServiceError
 
 __all__ = [
     "DEFAULT_SESSION_TTL",
@@ -28,6 +33,7 @@ __all__ = [
     "SessionStore",
     "format_expires",
     "is_close_request",
+    "parse_session_header",
 ]
 
 DEFAULT_SESSION_TTL = 1200.0  # seconds, as model-hosting-container-standards and DJL
@@ -37,6 +43,39 @@ _TOMBSTONES = 10_000  # closed/expired ids remembered for a clear error message
 def format_expires(epoch_seconds: float) -> str:
     """``YYYY-MM-DDTHH:MM:SSZ`` in UTC."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+
+
+_SESSION_ID = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_EXPIRES = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-]00:?00)?",
+    re.IGNORECASE,
+)
+
+
+def parse_session_header(value: str) -> tuple[str, float | None]:
+    """``(id, expires)`` from a model's ``X-Amzn-SageMaker-Session-Id`` answer,
+    ``"<id>; Expires=2025-01-01T00:00:00Z"`` (``expires`` in seconds since the epoch; ``None``
+    for a bare id). Fractional seconds and a ``+00:00`` offset are accepted. ``ValueError``
+    saying what is wrong for anything else: an id outside the service's pattern (or over 256
+    characters), an unknown attribute, a timestamp that is not UTC ISO-8601."""
+    session_id, _, rest = (part.strip() for part in value.partition(";"))
+    if len(session_id) > 256 or not _SESSION_ID.fullmatch(session_id):
+        raise ValueError(f"session id {session_id[:80]!r} does not match {_SESSION_ID.pattern}")
+    if not rest:
+        return session_id, None
+    key, sep, stamp = (part.strip() for part in rest.partition("="))
+    if key.lower() != "expires" or not sep:
+        raise ValueError(f"expected '; Expires=<UTC timestamp>' after the id, got {rest[:80]!r}")
+    match = _EXPIRES.fullmatch(stamp)
+    if match is None:
+        raise ValueError(f"Expires {stamp[:40]!r} is not YYYY-MM-DDTHH:MM:SSZ")
+    try:
+        parts = tuple(int(g) for g in match.groups())
+        expires = calendar.timegm(time.struct_time((*parts, 0, 0, 0)))
+        time.strptime(stamp[:19].replace(" ", "T"), "%Y-%m-%dT%H:%M:%S")  # a real date
+    except (ValueError, OverflowError):
+        raise ValueError(f"Expires {stamp[:40]!r} is not a valid date") from None
+    return session_id, float(expires)
 
 
 def is_close_request(body: bytes) -> bool:
@@ -108,6 +147,29 @@ class SessionStore:
         with self._lock:
             self._sessions[info.session_id] = _Session(info, context)
         return info
+
+    def adopt(
+        self, session_id: str, instance: int, expires_at: float | None, context: object = None
+    ) -> LocalSessionInfo:
+        """Registers a session the model opened itself (its id, on ``instance``), expiring
+        at ``expires_at`` (seconds since the epoch; ``None``: this store's TTL from now).
+        An id the model hands out again replaces the earlier session."""
+        self._sweep()
+        if expires_at is None:
+            expires_at = self._clock() + self._ttl
+        info = LocalSessionInfo(session_id, instance, expires_at)
+        with self._lock:
+            self._sessions[session_id] = _Session(info, context)
+            self._gone.pop(session_id, None)
+        return info
+
+    def forget(self, session_id: str) -> LocalSessionInfo | None:
+        """Forgets a session the model closed; its info, or ``None`` if it was not open."""
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+            if session is not None:
+                self._remember(session_id, "was closed")
+        return None if session is None else session.info
 
     def get(self, session_id: str) -> tuple[LocalSessionInfo, object]:
         """The session's info and context; :class:`ServiceError` 400 if it is unknown,

@@ -1,7 +1,7 @@
 """The loopback HTTP server: routes, request parsing and response encoding of the
 SageMaker runtime (rest-json). Every response carries ``x-amzn-RequestId``; error bodies
 are described in ``_wire.py``. What an endpoint does is behind the
-:class:`~smclient.local._wire.Application` protocol (see ``_hosted.py``).
+:class:`~smclient.local.server._wire.Application` protocol (see ``smclient/local/_endpoint.py``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from ._async_types import AsyncAccepted, AsyncRequest, ModelReply
+from ._types import AsyncAccepted, AsyncRequest, ModelReply
 
 MAX_EMBEDDED_RESPONSE = 128 * 1024
 _MAX_ORIGINAL_MESSAGE = 64 * 1024

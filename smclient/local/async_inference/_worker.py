@@ -26,9 +26,9 @@ from typing import Any
 
 import attrs
 
-from . import _async_notify as notify
-from ._async_aws import AWSConnection, EmbeddedAWS
-from ._async_types import (
+from . import _notify as notify
+from ._aws import AWSConnection, EmbeddedAWS
+from ._types import (
     AsyncAccepted,
     AsyncRequest,
     AsyncRequestError,

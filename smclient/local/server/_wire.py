@@ -30,6 +30,7 @@ __all__ = [
     "StreamResult",
     "check_member",
     "parse_invocation",
+    "response_media_type",
 ]
 
 ACCOUNT_ID = "123456789012"
@@ -252,3 +253,34 @@ def parse_invocation(
     check_member(request.inference_id, "inferenceId", max_len=64, pattern=_PRINTABLE)
     check_member(request.session_id, "sessionId", max_len=256, pattern=_SESSION)
     return request
+
+
+def _media_ranges(accept: str) -> list[tuple[float, int, str]]:
+    ranges = []
+    for index, item in enumerate(accept.split(",")):
+        media, *params = (part.strip() for part in item.split(";"))
+        if "/" not in media:
+            continue
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            ranges.append((-quality, index, media))
+    return sorted(ranges)
+
+
+def response_media_type(accept: str | None, default: str = "application/octet-stream") -> str:
+    """The ``Content-Type`` of an answer to a request with ``accept``: the concrete media
+    type it prefers (highest ``q``, then first listed), else ``default`` - for no
+    ``Accept``, ``*/*`` (aiohttp's default) or only wildcards. Never the list itself."""
+    if not accept:
+        return default
+    for _, _, media in _media_ranges(accept):
+        if "*" not in media:
+            return media
+    return default

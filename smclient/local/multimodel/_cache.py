@@ -21,8 +21,8 @@ from typing import Protocol, TypeVar
 
 import attrs
 
-from ._handlers import HandlerError, ModelHandler
-from ._wire import ServiceError
+from ..hosting._handlers import HandlerError, ModelHandler
+from ..server._wire import ServiceError
 
 __all__ = [
     "LoadedModel",

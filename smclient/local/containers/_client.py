@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 from typing_extensions import Self
 
-from .._errors import SMClientError
+from smclient import SMClientError
 
 __all__ = [
     "ContainerClient",

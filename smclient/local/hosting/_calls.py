@@ -1,6 +1,5 @@
-"""Helpers of the routes: starting a model's stream and turning its chunks into
-event-stream messages; reading an async request from its headers; bounding a model call
-by the invocation timeout."""
+"""Calling a model: starting its stream and turning its chunks into event-stream messages;
+bounding a call by the invocation timeout."""
 
 from __future__ import annotations
 
@@ -8,47 +7,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import _eventstream as es
+from ..server import _eventstream as es
 from ._handlers import HandlerError, HandlerReply, ModelHandler, StreamError, call_stream
-from ._wire import ServiceError
 
-__all__ = ["StartedStream", "TimedCalls", "async_request"]
+__all__ = ["StartedStream", "TimedCalls"]
 
 _log = logging.getLogger("smclient.local")
-
-_ASYNC_HEADERS = {
-    "content_type": "x-amzn-sagemaker-content-type",
-    "accept": "x-amzn-sagemaker-accept",
-    "custom_attributes": "x-amzn-sagemaker-custom-attributes",
-    "inference_id": "x-amzn-sagemaker-inference-id",
-    "s3_output_path_extension": "x-amzn-sagemaker-s3outputpathextension",
-    "filename": "x-amzn-sagemaker-filename",
-    "request_ttl_seconds": "x-amzn-sagemaker-requestttlseconds",
-    "invocation_timeout_seconds": "x-amzn-sagemaker-invocationtimeoutseconds",
-}
-
-
-def async_request(headers: Mapping[str, str]) -> Any:
-    """The ``AsyncRequest`` of ``async-invocations`` headers (lower-case names); absent
-    headers keep the request's defaults. 400 for a missing input or a non-integer."""
-    from ._async import AsyncRequest
-
-    kwargs: dict[str, Any] = {
-        field: headers[header] for field, header in _ASYNC_HEADERS.items() if header in headers
-    }
-    for field in ("request_ttl_seconds", "invocation_timeout_seconds"):
-        if field in kwargs:
-            try:
-                kwargs[field] = int(kwargs[field])
-            except ValueError:
-                raise ServiceError.validation(f"{field} must be an integer.") from None
-    location = headers.get("x-amzn-sagemaker-inputlocation")
-    if not location:
-        raise ServiceError.validation("The InputLocation header is required.")
-    return AsyncRequest(input_location=location, **kwargs)
 
 
 class StartedStream:

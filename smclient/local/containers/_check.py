@@ -18,7 +18,7 @@ from typing import Literal, TextIO, TypeVar
 
 import attrs
 
-from ._container import (
+from ._client import (
     ContainerClient,
     ContainerError,
     ContainerModel,

@@ -11,31 +11,42 @@ from typing import Any
 
 import attrs
 
-from ._handlers import (
+from ._spec import EndpointSpec
+from .async_inference._request import async_request
+from .hosting._calls import StartedStream, TimedCalls
+from .hosting._handlers import (
     HandlerError,
     HandlerReply,
     ModelHandler,
     as_handler,
     call_predict,
     load_model_dir,
+    runs_own_sessions,
     unpack_archive,
 )
-from ._multimodel import ModelCache, ModelLoader
-from ._routes import StartedStream, TimedCalls, async_request
-from ._sessions import LocalSessionInfo, RoundRobin, SessionStore, is_close_request
-from ._sources import DirectoryModelLoader
-from ._spec import EndpointSpec
-from ._wire import (
+from .multimodel._artifacts import ModelArtifacts
+from .multimodel._cache import ModelCache, ModelLoader
+from .multimodel._folder import DirectoryModelLoader
+from .server._wire import (
     AsyncResult,
     InvocationRequest,
     InvocationResult,
     ServiceError,
     StreamResult,
+    response_media_type,
+)
+from .sessions._store import (
+    LocalSessionInfo,
+    RoundRobin,
+    SessionStore,
+    is_close_request,
+    parse_session_header,
 )
 
 __all__ = ["HostedEndpoint"]
 
 _log = logging.getLogger("smclient.local")
+_RELAYED = object()  # the context of a session the model made (the model holds its state)
 
 
 @attrs.define
@@ -54,9 +65,15 @@ class HostedEndpoint:
         self._rr = RoundRobin(spec.instance_count)
         self._lock = threading.Lock()
         self._counters = [_InstanceCounters() for _ in range(spec.instance_count)]
-        self._handler: ModelHandler | None = None
+        # One model per instance (as on SageMaker); a handler object the user passed is
+        # shared by all. Built at start ("eager") or on an instance's first call ("lazy").
+        self._handlers: list[ModelHandler | None] = [None] * spec.instance_count
+        self._handler_locks = [threading.Lock() for _ in range(spec.instance_count)]
+        self._build: Callable[[], ModelHandler] | None = None
+        self._owned = True  # whether the endpoint made its handlers (then closes them)
         self._caches: list[ModelCache] = []
         self._client: Any = None
+        self._docker: Any = None
         self._worker: Any = None
         self._timed = TimedCalls(f"smclient-local-invoke-{spec.name}")
         self.sessions = SessionStore(
@@ -69,41 +86,109 @@ class HostedEndpoint:
         spec = self.spec
         load = spec.loader or load_model_dir
         if spec.handler is not None:
-            self._handler = as_handler(spec.handler)
-        elif spec.model_dir is not None:
-            path = Path(spec.model_dir)
-            if path.is_file():
-                unpack_archive(path, self._workdir / "model")
-                path = self._workdir / "model"
-            self._handler = as_handler(load(path))
-        elif spec.container_url is not None:
-            from ._container import ContainerClient
-
-            self._client = ContainerClient(spec.container_url, timeout=spec.container_timeout)
-            if not self._client.ping():
-                raise RuntimeError(f"the container at {spec.container_url} failed /ping")
-            if not spec.container_multi_model:
-                from ._sources import ContainerSingle
-
-                self._handler = ContainerSingle(self._client)
-        for _ in range(spec.instance_count if spec.is_multi_model else 0):
-            loader: ModelLoader
-            if self._client is not None:
-                from ._sources import ContainerModelLoader
-
-                root = Path(spec.model_root) if spec.model_root is not None else None
-                loader = ContainerModelLoader(self._client, root)
+            handler = spec.handler
+            if isinstance(handler, type):  # a class: one object per instance
+                self._build = lambda: as_handler(handler)
             else:
-                assert spec.model_root is not None
-                loader = DirectoryModelLoader(Path(spec.model_root), self._workdir, load)
-            self._caches.append(ModelCache(loader, spec.multi_model, endpoint_name=spec.name))
+                shared = as_handler(handler)
+                self._build = lambda: shared
+                self._owned = False
+        elif spec.model_dir is not None and not spec.has_container:
+            path = self._model_dir(Path(spec.model_dir))
+            self._build = lambda: as_handler(load(path))
+        elif spec.has_container:
+            self._start_container()
+        for _ in range(spec.instance_count if spec.is_multi_model else 0):
+            self._caches.append(
+                ModelCache(self._model_loader(load), spec.multi_model, endpoint_name=spec.name)
+            )
+        if self._build is not None and spec.instance_loading == "eager":
+            for instance in range(spec.instance_count):
+                self._handler_for(instance)
         if spec.async_config is not None:
-            from ._async import AsyncWorker
+            from .async_inference._worker import AsyncWorker
 
             self._worker = AsyncWorker(
                 spec.name, spec.async_config, self._invoke_for_async, aws=self._aws
             )
             self._worker.start()
+
+    def _model_dir(self, path: Path) -> Path:
+        if path.is_file():  # a model.tar.gz: unpacked once, shared by the instances
+            unpack_archive(path, self._workdir / "model")
+            return self._workdir / "model"
+        return path
+
+    def _artifacts(self, *, copy_directories: bool) -> ModelArtifacts | None:
+        root = self.spec.model_root
+        if root is None:
+            return None
+        aws = self._aws
+        s3 = None if aws is None else (lambda: aws.client("s3"))
+        return ModelArtifacts(
+            root, self._workdir / "models", s3=s3, copy_directories=copy_directories
+        )
+
+    def _model_loader(self, load: Callable[[Path], object]) -> ModelLoader:
+        if self._client is None:
+            artifacts = self._artifacts(copy_directories=False)
+            assert artifacts is not None
+            return DirectoryModelLoader(artifacts, load)
+        from .containers._sources import ContainerModelLoader
+
+        artifacts = self._artifacts(copy_directories=True)
+        if self._docker is not None:
+            # The store is mounted at /opt/ml/models: the container sees that path.
+            return ContainerModelLoader(
+                self._client, artifacts, lambda path: f"/opt/ml/models/{path.parent.name}/model"
+            )
+        return ContainerModelLoader(self._client, artifacts, str)
+
+    def _start_container(self) -> None:
+        from .containers._client import ContainerClient
+
+        spec = self.spec
+        url = spec.container_url
+        if spec.container_image is not None:
+            from .containers._docker import DockerContainer
+
+            mount: Path | None = None
+            if spec.container_multi_model:
+                mount = self._workdir / "models"
+                mount.mkdir(exist_ok=True)
+            elif spec.model_dir is not None:
+                mount = self._model_dir(Path(spec.model_dir))
+            self._docker = DockerContainer(
+                spec.container_image,
+                ping=lambda where: ContainerClient(where, timeout=2.0).ping(),
+                model_dir=mount,
+                multi_model=spec.container_multi_model,
+                env=spec.container_env,
+                startup_timeout=spec.container_startup_timeout,
+            )
+            url = self._docker.start()
+        assert url is not None
+        self._client = ContainerClient(url, timeout=spec.container_timeout)
+        if not self._client.ping():
+            raise RuntimeError(f"the container at {url} failed /ping")
+        if not spec.container_multi_model:
+            from .containers._sources import ContainerSingle
+
+            client = self._client
+            self._build = lambda: ContainerSingle(client)
+            self._owned = False
+
+    def _handler_for(self, instance: int) -> ModelHandler:
+        """The model of ``instance``, loaded on first use when loading is lazy."""
+        handler = self._handlers[instance]
+        if handler is not None:
+            return handler
+        assert self._build is not None
+        with self._handler_locks[instance]:
+            handler = self._handlers[instance]
+            if handler is None:
+                handler = self._handlers[instance] = self._build()
+        return handler
 
     def close(self, timeout: float = 10.0) -> list[str]:
         """Stops the async worker, closes sessions, unloads models; returns leftovers."""
@@ -115,12 +200,19 @@ class HostedEndpoint:
         for cache in self._caches:
             leftovers += cache.close(timeout)
         leftovers += self._timed.join(timeout)
-        # A handler the endpoint loaded itself is closed; one the user passed is theirs.
-        close = getattr(self._handler, "close", None)
-        if callable(close) and self.spec.handler is None:
-            close()
+        # Handlers the endpoint made itself are closed; one object the user passed is theirs.
+        if self._owned:
+            for handler in self._handlers:
+                close = getattr(handler, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception:
+                        _log.warning("local endpoint %s: closing a model failed", self.spec.name)
         if self._client is not None:
             self._client.close()
+        if self._docker is not None:
+            self._docker.stop()
         return leftovers
 
     # -- real time -------------------------------------------------------------------------
@@ -129,13 +221,18 @@ class HostedEndpoint:
         self._check_target(request)
         session_id = request.session_id
         if session_id == "NEW_SESSION":
-            return self._open_session(request)
+            instance = self._pick(request.target_model)
+            if self._relays_sessions(instance):
+                return self._relay(instance, request, None)
+            return self._open_session(request, instance)
         context: object = None
         if session_id:
             info, context = self.sessions.get(session_id)
+            instance = info.instance
+            if self._relays_sessions(instance):
+                return self._relay(instance, request, session_id)
             if is_close_request(request.body):
                 return self._close_session(session_id)
-            instance = info.instance
         else:
             instance = self._pick(request.target_model)
         reply = self._run(
@@ -151,7 +248,7 @@ class HostedEndpoint:
         )
         return InvocationResult(
             body=reply.body,
-            content_type=reply.content_type or "application/octet-stream",
+            content_type=reply.content_type or response_media_type(request.accept),
             variant=self.spec.variant_name,
             custom_attributes=reply.custom_attributes,
         )
@@ -161,6 +258,7 @@ class HostedEndpoint:
             "custom_attributes": request.custom_attributes,
             "target_model": request.target_model,
             "session": context,
+            "session_id": request.session_id,
         }
 
     def _check_target(self, request: InvocationRequest) -> None:
@@ -204,8 +302,7 @@ class HostedEndpoint:
             if self._caches:
                 assert request.target_model is not None
                 return self._caches[instance].call(request.target_model, fn)
-            assert self._handler is not None
-            return fn(self._handler)
+            return fn(self._handler_for(instance))
         except Exception as exc:
             self._count_error(instance)
             raise self._model_failure(exc) from None
@@ -231,12 +328,62 @@ class HostedEndpoint:
 
     # -- sessions --------------------------------------------------------------------------
 
-    def _session_handler(self) -> object:
-        return self._handler  # multi-model endpoints use the default context
+    def _relays_sessions(self, instance: int) -> bool:
+        """Whether the model makes its sessions itself - a container, or a handler whose
+        ``predict`` takes ``session_id`` - so that the runtime forwards the opening and
+        closing requests and relays the model's session headers (protocol.md §4)."""
+        if self.spec.has_container:
+            return True
+        if self._caches:
+            return False  # Python multi-model endpoints: sessions made by the runtime
+        return runs_own_sessions(self._handler_for(instance))
 
-    def _open_session(self, request: InvocationRequest) -> InvocationResult:
-        instance = self._pick(request.target_model)
-        opener = getattr(self._session_handler(), "open_session", None)
+    def _relay(
+        self, instance: int, request: InvocationRequest, session_id: str | None
+    ) -> InvocationResult:
+        """Forwards a session request (its body unchanged) and adopts or forgets the id
+        the model answers with."""
+        reply = self._run(
+            instance,
+            request,
+            lambda h: call_predict(
+                h,
+                request.body,
+                request.content_type,
+                request.accept,
+                **self._optional(request, None),
+            ),
+        )
+        new_session_id = closed_session_id = None
+        if session_id is None and reply.new_session_id:
+            try:
+                made, expires_at = parse_session_header(reply.new_session_id)
+            except ValueError as exc:
+                self._count_error(instance)
+                raise ServiceError.model_error(
+                    self.spec.name, 502, f"The model answered a malformed session header: {exc}."
+                ) from None
+            info = self.sessions.adopt(made, instance, expires_at, _RELAYED)
+            new_session_id = info.header
+        if session_id is not None and reply.closed_session_id:
+            closed = reply.closed_session_id.split(";", 1)[0].strip()
+            self.sessions.forget(closed)
+            closed_session_id = closed
+        return InvocationResult(
+            body=reply.body,
+            content_type=reply.content_type or response_media_type(request.accept),
+            variant=self.spec.variant_name,
+            custom_attributes=reply.custom_attributes,
+            new_session_id=new_session_id,
+            closed_session_id=closed_session_id,
+        )
+
+    def _session_handler(self, instance: int) -> object:
+        # Multi-model endpoints use the default context.
+        return None if self._caches else self._handler_for(instance)
+
+    def _open_session(self, request: InvocationRequest, instance: int) -> InvocationResult:
+        opener = getattr(self._session_handler(instance), "open_session", None)
         try:
             context = opener(request.body) if callable(opener) else {}
         except Exception as exc:
@@ -252,7 +399,7 @@ class HostedEndpoint:
 
     def _close_session(self, session_id: str) -> InvocationResult:
         info, context = self.sessions.close(session_id)
-        closer = getattr(self._session_handler(), "close_session", None)
+        closer = getattr(self._session_handler(info.instance), "close_session", None)
         if callable(closer):
             try:
                 closer(context)
@@ -266,7 +413,11 @@ class HostedEndpoint:
         )
 
     def _release_session(self, instance: int, context: object) -> None:
-        closer = getattr(self._session_handler(), "close_session", None)
+        if context is _RELAYED:
+            return  # the model made this session: it expires it itself
+        if self._caches:
+            return
+        closer = getattr(self._handlers[instance], "close_session", None)
         if callable(closer):
             try:
                 closer(context)
@@ -307,7 +458,7 @@ class HostedEndpoint:
         )
         return StreamResult(
             events=started.events(),
-            content_type=request.accept or "application/octet-stream",
+            content_type=response_media_type(request.accept),
             variant=self.spec.variant_name,
             faults=self.spec.stream_faults,
         )
@@ -319,7 +470,7 @@ class HostedEndpoint:
             raise ServiceError.validation(
                 f"Endpoint {self.spec.name} is not configured for asynchronous inference."
             )
-        from ._async import AsyncRequestError
+        from .async_inference._worker import AsyncRequestError
 
         try:
             accepted = self._worker.submit(async_request(headers))
@@ -332,7 +483,7 @@ class HostedEndpoint:
         )
 
     def _invoke_for_async(self, body: bytes, request: Any) -> Any:
-        from ._async import ModelReply
+        from .async_inference._worker import ModelReply
 
         fake = InvocationRequest(
             endpoint_name=self.spec.name,

@@ -14,8 +14,13 @@ A handler is any object with a ``predict`` method (or a plain callable, used as 
         def close_session(self, context: object) -> None: ...
 
 ``predict`` and ``stream`` may also declare any of the keyword parameters
-``custom_attributes`` (the request's header), ``target_model`` and ``session`` (the
-session context); they are passed only when declared. ``predict`` returns ``bytes``,
+``custom_attributes`` (the request's header), ``target_model``, ``session`` (the
+session context) and ``session_id`` (the request's ``SessionId``: ``"NEW_SESSION"``, an
+id or ``None``); they are passed only when declared. A handler whose ``predict`` declares
+``session_id`` runs its sessions itself, as a container does (protocol.md §4): it gets the
+opening and closing requests and answers them with a :class:`HandlerReply` carrying
+``new_session_id`` / ``closed_session_id`` (see :class:`~smclient.local.StatefulHandler`).
+``predict`` returns ``bytes``,
 ``str`` (UTF-8) or a :class:`HandlerReply`. Raise :class:`HandlerError` for a model
 error (the caller sees ``ModelError`` 424 with ``OriginalStatusCode``); a status of 507
 means "out of memory" to a multi-model endpoint, which then unloads models and retries.
@@ -44,6 +49,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from ..server._wire import response_media_type
+
 __all__ = [
     "HandlerError",
     "HandlerReply",
@@ -57,10 +64,11 @@ __all__ = [
     "call_stream",
     "disk_size",
     "load_model_dir",
+    "runs_own_sessions",
     "unpack_archive",
 ]
 
-_OPTIONAL = ("custom_attributes", "target_model", "session")
+_OPTIONAL = ("custom_attributes", "target_model", "session", "session_id")
 
 
 @attrs.frozen
@@ -69,12 +77,22 @@ class HandlerReply:
     ``Accept``, else ``application/octet-stream``) and ``custom_attributes`` returned in
     ``X-Amzn-SageMaker-Custom-Attributes``.
 
+    A handler that runs its own sessions (its ``predict`` declares ``session_id``) sets
+    ``new_session_id`` on the answer to a ``NEW_SESSION`` request, as a container sets
+    ``X-Amzn-SageMaker-Session-Id``: ``"<id>; Expires=YYYY-MM-DDTHH:MM:SSZ"`` (or the bare
+    id: the endpoint's ``session_ttl`` applies), and ``closed_session_id`` (the id) on the
+    answer that closed one. The runtime relays them as ``NewSessionId`` /
+    ``ClosedSessionId`` and routes later calls with the id to the instance that answered.
+
     .. versionadded:: 0.1.0
+    .. versionadded:: 0.2.0 ``new_session_id`` and ``closed_session_id``.
     """
 
     body: bytes
     content_type: str | None = None
     custom_attributes: str | None = None
+    new_session_id: str | None = None
+    closed_session_id: str | None = None
 
 
 class HandlerError(Exception):
@@ -153,7 +171,10 @@ class _CallableHandler:
 
 
 def as_handler(obj: object) -> ModelHandler:
-    """``obj`` itself if it has ``predict``, else a callable wrapped as a handler."""
+    """``obj`` itself if it has ``predict``, else a callable wrapped as a handler; a
+    handler class is instantiated (with no arguments)."""
+    if isinstance(obj, type) and callable(getattr(obj, "predict", None)):
+        obj = obj()
     if isinstance(obj, ModelHandler):
         return obj
     if callable(obj):
@@ -171,6 +192,18 @@ def _accepted(fn: Callable[..., Any]) -> frozenset[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
     return frozenset(p.name for p in params if p.name in _OPTIONAL)
+
+
+def runs_own_sessions(handler: ModelHandler) -> bool:
+    """Whether ``handler.predict`` (or the wrapped callable) names a ``session_id``
+    parameter: then the handler opens and closes sessions itself, as a container does."""
+    fn = handler._fn if isinstance(handler, _CallableHandler) else handler.predict
+    try:
+        param = inspect.signature(fn).parameters.get("session_id")
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return param is not None and param.kind in kinds
 
 
 def _call(fn: Callable[..., Any], args: tuple[Any, ...], optional: dict[str, Any]) -> Any:
@@ -204,9 +237,9 @@ def call_predict(
     result = _call(handler.predict, (body, content_type, accept), optional)
     if isinstance(result, HandlerReply):
         if result.content_type is None:
-            return attrs.evolve(result, content_type=accept or "application/octet-stream")
+            return attrs.evolve(result, content_type=response_media_type(accept))
         return result
-    return HandlerReply(_to_bytes(result), accept or "application/octet-stream")
+    return HandlerReply(_to_bytes(result), response_media_type(accept))
 
 
 def call_stream(
@@ -336,7 +369,8 @@ class ToolkitHandler:
 
     def predict(self, body: bytes, content_type: str | None, accept: str | None) -> HandlerReply:
         module, model, context = self._module, self._model, self._context
-        accept = accept or "application/json"
+        # As the toolkit: no Accept, or any type, means its default accept (JSON).
+        accept = response_media_type(accept, default="application/json")
         transform_fn = getattr(module, "transform_fn", None)
         if transform_fn is not None:
             result = _call_toolkit(transform_fn, context, model, body, content_type, accept)

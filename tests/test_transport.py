@@ -1,0 +1,714 @@
+"""The fast transport against botocore: the same wire (a loopback server records both),
+the same results and errors, and the fallback to the boto3 client whenever botocore hooks
+must see the call (moto, Stubber, user handlers) - all on loopback servers or in-process
+mocks, never the network."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+import boto3
+import botocore.auth
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials, RefreshableCredentials
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from smclient import (
+    ClientConfig,
+    ConfigurationError,
+    ConnectError,
+    ConnectionClosedError,
+    Endpoint,
+    InvalidInputError,
+    ModelError,
+    ReadTimeoutError,
+    RetryPolicy,
+    SMClientError,
+    ValidationError,
+)
+from smclient.testing import MotoResult, Reply, ScriptedRuntime, queue_moto_results
+
+pytestmark = pytest.mark.usefixtures("aws_env")
+
+
+@attrs.frozen
+class Raw:
+    """A request as it arrived: header names in their case and order."""
+
+    requestline: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def get(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+class Recorder:
+    """A loopback server recording raw requests; answers 200 (or a queued raw answer)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Raw] = []
+        self.connections = 0
+        self.answers: list[tuple[int, list[tuple[str, str]], bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                recorder.connections += 1
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append(Raw(self.requestline, list(self.headers.items()), body))
+                status, headers, answer = (
+                    recorder.answers.pop(0)
+                    if recorder.answers
+                    else (200, [("Content-Type", "text/plain")], b"ok")
+                )
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    yield server
+    server.close()
+
+
+def _session(token: str | None = "tok") -> Any:
+    return boto3.Session(
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="secret",
+        aws_session_token=token,
+        region_name="us-east-1",
+    )
+
+
+def _pair(url: str, **kwargs: Any) -> tuple[Endpoint, Endpoint]:
+    session = kwargs.pop("boto3_session", None) or _session()
+    return (
+        Endpoint(
+            "ep-1",
+            endpoint_url=url,
+            boto3_session=session,
+            config=ClientConfig(transport="fast"),
+            **kwargs,
+        ),
+        Endpoint(
+            "ep-1",
+            endpoint_url=url,
+            boto3_session=session,
+            config=ClientConfig(transport="boto3"),
+            **kwargs,
+        ),
+    )
+
+
+def _verify_signature(raw: Raw, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recompute the request's signature with botocore's SigV4Auth at its own X-Amz-Date."""
+    auth = raw.get("Authorization")
+    assert auth is not None
+    signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+    stamp = raw.get("X-Amz-Date")
+    assert stamp is not None
+    when = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when)
+    path = raw.requestline.split(" ")[1]
+    request = AWSRequest(
+        "POST",
+        url + path,
+        data=raw.body,
+        headers={k: v for k, v in raw.headers if k.lower() in signed and k.lower() != "host"},
+    )
+    creds = Credentials("AKIDTEST", "secret", raw.get("X-Amz-Security-Token"))
+    botocore.auth.SigV4Auth(creds, "sagemaker", "us-east-1").add_auth(request)
+    assert request.headers["Authorization"] == auth
+
+
+def _features(user_agent: str) -> tuple[str, frozenset[str]]:
+    """The User-Agent without its feature list (a set: botocore renders it unordered)."""
+    parts = user_agent.split(" ")
+    features = frozenset(p for p in parts if p.startswith("m/"))
+    return " ".join(p for p in parts if not p.startswith("m/")), features
+
+
+def _same_wire(fast: Raw, boto: Raw, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fast.requestline == boto.requestline
+    assert fast.body == boto.body
+    varying = {"x-amz-date", "authorization", "amz-sdk-invocation-id", "user-agent"}
+    assert [k for k, _v in fast.headers] == [k for k, _v in boto.headers]  # names, case, order
+    assert [(k, v) for k, v in fast.headers if k.lower() not in varying] == [
+        (k, v) for k, v in boto.headers if k.lower() not in varying
+    ]
+    ua_fast, ua_boto = fast.get("User-Agent"), boto.get("User-Agent")
+    assert ua_fast is not None
+    assert ua_boto is not None
+    assert _features(ua_fast) == _features(ua_boto)
+    assert ua_fast.endswith(ua_boto.rsplit(" ", 1)[-1])
+    assert "smclient/" in ua_fast
+    auth_fast, auth_boto = fast.get("Authorization"), boto.get("Authorization")
+    assert auth_fast is not None
+    assert auth_boto is not None
+    assert (
+        auth_fast.split("Signature=")[0].replace(fast.get("X-Amz-Date")[:8], "D")
+        == auth_boto.split(  # type: ignore[index]
+            "Signature="
+        )[0].replace(boto.get("X-Amz-Date")[:8], "D")
+    )  # type: ignore[index]
+    invocation = fast.get("amz-sdk-invocation-id")
+    assert invocation is not None
+    assert len(invocation) == 36
+    _verify_signature(fast, url, monkeypatch)
+    _verify_signature(boto, url, monkeypatch)
+
+
+INVOKE_ARGS: list[dict[str, Any]] = [
+    {},
+    {"content_type": "application/json", "accept": "application/json"},
+    {
+        "content_type": "text/csv",
+        "accept": "*/*",
+        "target_model": "models/a b+c~d.tar.gz",
+        "target_variant": "blue",
+        "target_container_hostname": "c-1",
+        "inference_component": "ic-1",
+        "inference_id": "id 1",
+        "custom_attributes": "trace=1, x=  2",
+        "enable_explanations": "`true`",
+    },
+]
+
+
+@pytest.mark.parametrize("kwargs", INVOKE_ARGS)
+@pytest.mark.parametrize("body", [b"", b"\x00\xff binary", {"json": [1, 2]}, "t\u00e9xt"])
+def test_invoke_sends_what_botocore_sends(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], body: Any
+) -> None:
+    fast, boto = _pair(recorder.url)
+    assert (fast.transport, boto.transport) == ("fast", "boto3")
+    fast.invoke(body, **kwargs)
+    boto.invoke(body, **kwargs)
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+def test_session_ids_and_unsigned_requests_match(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, boto = _pair(recorder.url)
+    for ep in (fast, boto):
+        ep.requester.invoke(ep.requester.build(b"x").with_session("NEW_SESSION"))
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+    unsigned = [
+        Endpoint(
+            "ep-1", endpoint_url=recorder.url, config=ClientConfig(sign_requests=False, transport=t)
+        )
+        for t in ("fast", "boto3")
+    ]
+    for ep in unsigned:
+        ep.invoke(b"x")
+    a, b = recorder.requests[2], recorder.requests[3]
+    assert a.get("Authorization") is None
+    assert b.get("Authorization") is None
+    assert [k for k, _ in a.headers] == [k for k, _ in b.headers]
+
+
+def test_long_term_credentials_send_no_token(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, boto = _pair(recorder.url, boto3_session=_session(token=None))
+    fast.invoke(b"x")
+    boto.invoke(b"x")
+    assert recorder.requests[0].get("X-Amz-Security-Token") is None
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {
+            "content_type": "application/json",
+            "accept": "text/event-stream",
+            "custom_attributes": "a=1",
+            "target_variant": "v",
+            "target_container_hostname": "h",
+            "inference_component": "ic",
+            "inference_id": "i",
+            "session_id": "abc-1",
+        },
+    ],
+)
+def test_stream_sends_what_botocore_sends(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any]
+) -> None:
+    fast, boto = _pair(recorder.url)
+    for ep in (fast, boto):
+        recorder.answers.append(
+            (
+                200,
+                [
+                    ("Content-Type", "application/vnd.amazon.eventstream"),
+                    ("X-Amzn-SageMaker-Content-Type", "text/plain"),
+                ],
+                b"",
+            )
+        )
+        with ep.stream(b"go", **kwargs) as s:
+            assert s.content_type == "text/plain"
+            assert s.text() == ""
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+def test_submit_sends_what_botocore_sends(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, boto = _pair(recorder.url)
+    handles = []
+    for ep in (fast, boto):
+        recorder.answers.append(
+            (
+                202,
+                [
+                    ("X-Amzn-SageMaker-OutputLocation", "s3://b/out"),
+                    ("X-Amzn-SageMaker-FailureLocation", "s3://b/fail"),
+                ],
+                b'{"InferenceId": "inf-1"}',
+            )
+        )
+        handles.append(
+            ep.submit(
+                input_location="s3://bucket/in.json",
+                content_type="application/json",
+                accept="application/json",
+                custom_attributes="c",
+                inference_id="inf-1",
+                request_ttl=600,
+                invocation_timeout=120,
+                s3_output_path_extension="ext",
+                filename="f.json",
+            )
+        )
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+    a, b = handles
+    assert (
+        (a.inference_id, a.output_location, a.failure_location)
+        == (b.inference_id, b.output_location, b.failure_location)
+        == ("inf-1", "s3://b/out", "s3://b/fail")
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply.error("ValidationError", 400, "Endpoint x of account y not found."),
+        Reply.model_error(507, "out of memory"),
+        Reply.error("InternalFailure", 500, "boom"),
+        Reply.error("SomethingNew", 418, "teapot"),
+    ],
+)
+def test_errors_parse_to_the_same_typed_errors(runtime: ScriptedRuntime, reply: Reply) -> None:
+    caught = []
+    for transport in ("fast", "boto3"):
+        runtime.queue(reply)
+        ep = runtime.endpoint(
+            config=ClientConfig(sign_requests=False, transport=transport), retry=RetryPolicy.never()
+        )
+        with pytest.raises(SMClientError) as info:
+            ep.invoke(b"x")
+        caught.append(info.value)
+    fast, boto = caught
+    assert type(fast) is type(boto)
+    keep = (
+        "error_code",
+        "http_status",
+        "message",
+        "original_status_code",
+        "original_message",
+        "log_stream_arn",
+        "attempts",
+    )
+    assert {k: getattr(fast, k, None) for k in keep} == {k: getattr(boto, k, None) for k in keep}
+    assert fast.request_id
+    assert fast.request_id != boto.request_id
+    if isinstance(fast, ModelError):
+        assert fast.original_status_code == 507
+
+
+def test_results_are_the_same(runtime: ScriptedRuntime) -> None:
+    results = []
+    for transport in ("fast", "boto3"):
+        runtime.queue(
+            Reply.ok(
+                b"{}",
+                content_type="application/json",
+                variant="blue",
+                headers={
+                    "X-Amzn-SageMaker-Custom-Attributes": "c=1",
+                    "X-Amzn-SageMaker-New-Session-Id": "s-1; Expires=2030-01-01T00:00:00Z",
+                    "X-Amzn-SageMaker-Closed-Session-Id": "s-0",
+                },
+            )
+        )
+        results.append(
+            runtime.endpoint(config=ClientConfig(sign_requests=False, transport=transport)).invoke(
+                b"x"
+            )
+        )
+    fast, boto = results
+    fields = (
+        "body",
+        "content_type",
+        "invoked_production_variant",
+        "custom_attributes",
+        "new_session_id",
+        "closed_session_id",
+        "attempts",
+    )
+    assert {f: getattr(fast, f) for f in fields} == {f: getattr(boto, f) for f in fields}
+    assert fast.new_session_id == "s-1; Expires=2030-01-01T00:00:00Z"
+
+
+# -- credentials -------------------------------------------------------------------------
+
+
+def test_refreshing_credentials_are_resolved_on_every_call(recorder: Recorder) -> None:
+    counter = itertools.count(1)
+
+    def refresh() -> dict[str, str]:
+        # Expiring within botocore's mandatory refresh window: every use refreshes.
+        expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)
+        return {
+            "access_key": f"AKID{next(counter)}",
+            "secret_key": "s",
+            "token": "t",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    session = _session()
+    session._session._credentials = RefreshableCredentials.create_from_metadata(
+        refresh(), refresh, "test"
+    )
+    ep = Endpoint("ep-1", endpoint_url=recorder.url, boto3_session=session)
+    assert ep.transport == "fast"
+    ep.invoke(b"x")
+    ep.invoke(b"x")
+    first, second = (
+        (r.get("Authorization") or "").split("Credential=")[1].split("/")[0]
+        for r in recorder.requests
+    )
+    assert first.startswith("AKID")
+    assert second.startswith("AKID")
+    assert first != second  # never a frozen copy of the first keys
+
+
+def test_no_credentials_is_a_configuration_error(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    ep = Endpoint("ep-1", endpoint_url=recorder.url, config=ClientConfig(transport="fast"))
+    with pytest.raises(ConfigurationError, match="credentials"):
+        ep.invoke(b"x")
+    assert recorder.requests == []
+
+
+# -- endpoint resolution -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL"])
+def test_endpoint_url_from_the_environment(
+    runtime: ScriptedRuntime, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, runtime.url)
+    ep = Endpoint("ep-1")
+    assert ep.transport == "fast"
+    assert ep.invoke(b"echo").body == b"echo"
+    assert len(runtime.requests) == 1
+
+
+def test_endpoint_url_argument_wins_over_the_environment(
+    runtime: ScriptedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:9")
+    assert runtime.endpoint().invoke(b"echo").body == b"echo"
+
+
+@pytest.mark.parametrize(
+    ("variables", "host"),
+    [
+        ({}, "runtime.sagemaker.eu-west-1.amazonaws.com"),
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, "runtime-fips.sagemaker.eu-west-1.amazonaws.com"),
+        ({"AWS_USE_DUALSTACK_ENDPOINT": "true"}, "runtime.sagemaker.eu-west-1.api.aws"),
+    ],
+)
+def test_region_fips_and_dual_stack_resolve_as_botocore(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], host: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    ep = Endpoint("ep-1", region="eu-west-1")
+    fast = ep.requester.factory.transport()  # builds the transport; sends nothing
+    assert fast.name == "fast"
+    assert fast.url == f"https://{host}"  # type: ignore[attr-defined]
+    assert ep.client().meta.endpoint_url == f"https://{host}"
+
+
+def test_a_proxy_for_the_host_uses_boto3_unless_excluded(
+    runtime: ScriptedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert runtime.endpoint().transport == "boto3"
+    with pytest.raises(ConfigurationError, match="proxy"):
+        runtime.endpoint(config=ClientConfig(sign_requests=False, transport="fast")).invoke(b"x")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert runtime.endpoint().transport == "fast"
+
+
+# -- the fallback: what botocore hooks must see ----------------------------------------------
+
+
+def test_moto_mock_sees_every_call_and_fast_path_returns_after() -> None:
+    ep = Endpoint("ep-1", region="us-east-1")
+    with mock_aws():
+        queue_moto_results([MotoResult("from moto")])
+        assert ep.transport == "boto3"
+        assert ep.invoke(b"x").text() == "from moto"
+    assert ep.transport == "fast"
+
+
+def test_stubber_sees_every_call(runtime: ScriptedRuntime) -> None:
+    ep = runtime.endpoint()
+    assert ep.transport == "fast"
+    with Stubber(ep.client()) as stubber:
+        stubber.add_response(
+            "invoke_endpoint",
+            {"Body": _streaming(b"stubbed")},
+            {"EndpointName": "scripted", "Body": b"x"},
+        )
+        assert ep.transport == "boto3"
+        assert ep.invoke(b"x").body == b"stubbed"
+        stubber.assert_no_pending_responses()
+    assert ep.transport == "fast"
+    assert runtime.requests == []
+
+
+def _streaming(data: bytes) -> Any:
+    import io
+
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+def test_user_event_handlers_see_every_call(runtime: ScriptedRuntime) -> None:
+    seen: list[str] = []
+
+    def trace(request: Any, **_kwargs: Any) -> None:
+        seen.append(request.url)
+
+    ep = runtime.endpoint()
+    ep.client().meta.events.register("before-send.sagemaker-runtime.*", trace, unique_id="t")
+    assert ep.transport == "boto3"
+    ep.invoke(b"x")
+    with ep.stream(b"y") as s:
+        list(s)
+    assert len(seen) == 2
+    ep.client().meta.events.unregister("before-send.sagemaker-runtime.*", unique_id="t")
+    assert ep.transport == "fast"
+    ep.invoke(b"z")
+    assert len(seen) == 2
+
+
+def test_session_level_handlers_are_honoured(runtime: ScriptedRuntime) -> None:
+    session = _session()
+    calls: list[int] = []
+    session.events.register(
+        "before-call.sagemaker-runtime.InvokeEndpoint", lambda **_: calls.append(1)
+    )
+    ep = Endpoint("ep-1", endpoint_url=runtime.url, boto3_session=session)
+    assert ep.transport == "boto3"
+    ep.invoke(b"x")
+    assert calls == [1]
+
+
+def test_forcing_either_transport(
+    runtime: ScriptedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ep = runtime.endpoint(config=ClientConfig(sign_requests=False, transport="fast"))
+    with Stubber(ep.client()):
+        assert ep.transport == "fast"  # forced: the stubber is bypassed, as documented
+        assert ep.invoke(b"x").body == b"x"
+    assert runtime.endpoint(config=ClientConfig(transport="boto3")).transport == "boto3"
+    monkeypatch.setenv("SMCLIENT_TRANSPORT", "boto3")
+    assert runtime.endpoint().transport == "boto3"
+    monkeypatch.setenv("SMCLIENT_TRANSPORT", "fast")
+    assert runtime.endpoint().transport == "fast"
+    monkeypatch.setenv("SMCLIENT_TRANSPORT", "turbo")
+    with pytest.raises(ConfigurationError, match="SMCLIENT_TRANSPORT"):
+        runtime.endpoint().invoke(b"x")
+
+
+# -- connections and failures ----------------------------------------------------------------
+
+
+def _fast(url: str, **config: Any) -> Endpoint:
+    config.setdefault("sign_requests", False)
+    return Endpoint(
+        "ep-1",
+        endpoint_url=url,
+        config=ClientConfig(transport="fast", **config),
+        retry=RetryPolicy.never(),
+    )
+
+
+def test_connections_are_reused_and_a_closed_idle_one_is_replaced(recorder: Recorder) -> None:
+    ep = _fast(recorder.url)
+    for _ in range(3):
+        ep.invoke(b"x")
+    assert recorder.connections == 1
+    recorder.answers.append((200, [("Connection", "close")], b"bye"))
+    assert ep.invoke(b"x").body == b"bye"
+    ep.invoke(b"x")
+    assert recorder.connections == 2
+    ep.close()
+
+
+def test_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectError):
+        _fast(f"http://127.0.0.1:{port}").invoke(b"x")
+
+
+def test_stall_and_drop_are_typed(runtime: ScriptedRuntime) -> None:
+    ep = _fast(runtime.url, read_timeout=0.2)
+    runtime.queue(Reply.stall())
+    with pytest.raises(ReadTimeoutError):
+        ep.invoke(b"x")
+    runtime.queue(Reply.drop())
+    with pytest.raises(ConnectionClosedError):
+        ep.invoke(b"x")
+    assert _fast(runtime.url).invoke(b"ok").body == b"ok"  # default timeouts: a loaded CI
+
+
+def test_a_truncated_body_is_connection_closed() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ConnectionClosedError):
+            _fast(f"http://127.0.0.1:{listener.getsockname()[1]}").invoke(b"x")
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+# -- configuration checked at construction ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"read_timeout": float("nan")},
+        {"read_timeout": float("inf")},
+        {"read_timeout": -1},
+        {"read_timeout": 0},
+        {"connect_timeout": "10"},
+        {"connect_timeout": True},
+        {"max_pool_connections": 0},
+        {"max_pool_connections": 1.5},
+        {"max_pool_connections": "10"},
+        {"sign_requests": "no"},
+        {"user_agent_extra": "caf\u00e9"},
+        {"user_agent_extra": "a\nb"},
+        {"transport": "turbo"},
+    ],
+)
+def test_client_config_refuses_bad_values(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        ClientConfig(**kwargs)
+    assert info.value.field == next(iter(kwargs))
+
+
+def test_a_botocore_config_or_dict_is_a_configuration_error() -> None:
+    from botocore.config import Config
+
+    with pytest.raises(ConfigurationError, match="not a botocore Config"):
+        Endpoint("ep-1", config=Config(read_timeout=5))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="ClientConfig"):
+        Endpoint("ep-1", config={"read_timeout": 5})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="RetryPolicy"):
+        Endpoint("ep-1", retry={"timeout": 5})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "localhost:8080",
+        "ftp://host",
+        "http://",
+        "http://host:0",
+        "http://host:99999",
+        "http://h/?q=1",
+        8080,
+    ],
+)
+def test_bad_endpoint_urls_are_refused(url: Any) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        Endpoint("ep-1", endpoint_url=url)
+    assert info.value.field == "endpoint_url"
+    with pytest.raises(InvalidInputError):
+        Endpoint("ep-1", aws_endpoint_url=url)
+
+
+def test_validation_error_is_typed_on_the_fast_path(runtime: ScriptedRuntime) -> None:
+    runtime.queue(Reply.error("ValidationError", 400, "nope"))
+    with pytest.raises(ValidationError) as info:
+        _fast(runtime.url).invoke(b"x")
+    assert info.value.http_status == 400
+    assert info.value.request_id
