@@ -146,7 +146,7 @@ def test_ray_map_batches_with_an_actor_per_worker(local: LocalEndpoint, ray_modu
         Scorer,  # a callable class: one Scorer, so one client, per actor
         fn_constructor_args=(local.endpoint(),),
         fn_constructor_kwargs={"columns": ["x"], "rows_per_request": 4},
-        concurrency=2,
+        compute=ray_module.data.ActorPoolStrategy(size=2),  # two actors
         batch_size=10,
         batch_format="pandas",
     ).to_pandas()
