@@ -567,3 +567,20 @@ def test_results_and_items_are_values() -> None:
     failure = BatchResult(3, item, None, ValueError("x"))
     assert not failure.ok
     assert repr(failure) == "BatchResult(index=3, error=ValueError('x'))"
+
+
+def test_a_base_exception_in_a_call_is_raised_not_swallowed(runtime: ScriptedRuntime) -> None:
+    class Exiting:
+        content_type = "application/json"
+
+        def encode(self, value: Any) -> bytes:
+            raise SystemExit(3)
+
+        def decode(self, data: bytes) -> Any:
+            return data
+
+    with runtime.endpoint() as ep:
+        run = ep.invoke_many([1, BatchItem(2, codec=Exiting()), 3], concurrency=2)
+        with pytest.raises(SystemExit):
+            list(run)
+    assert batch_threads() == []

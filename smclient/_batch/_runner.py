@@ -221,8 +221,11 @@ class _Engine:
                 done.put((index, item, self._call(item, self._policy), None))
             except _Cancelled:
                 done.put((index, item, None, _Cancelled()))
-            except BaseException as exc:  # one bad record never takes the batch down
+            except Exception as exc:  # one bad record never takes the batch down
                 done.put((index, item, None, exc))
+            except BaseException as exc:  # SystemExit...: handed to the consumer, who raises it
+                done.put((index, item, None, exc))
+                return
 
     # -- the consumer's side ---------------------------------------------------------------
 
@@ -270,6 +273,8 @@ class _Engine:
                     with self._lock:
                         self._cancelled += 1
                     continue
+                if error is not None and not isinstance(error, Exception):
+                    raise error
                 out = BatchResult(index, item, value, error)
                 self._count(out)
                 if error is not None and self._stop_on_error:
