@@ -23,6 +23,7 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectionClosedError,
+    DuplexClosedError,
     InternalDependencyError,
     InternalFailureError,
     InternalStreamFailureError,
@@ -36,6 +37,7 @@ from ._errors import (
     ServiceUnavailableError,
     SMClientError,
     StreamInterruptedError,
+    StreamReconnectedError,
     StreamTimeoutError,
     ThrottlingError,
     TransportError,
@@ -76,12 +78,20 @@ if TYPE_CHECKING:
         create_multi_model_endpoint,
         delete_endpoint,
     )
+    from ._duplex import (
+        AsyncDuplexStream,
+        DuplexMessage,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
+    )
 
 __all__ = [
     "CSV",
     "JSON",
     "NPY",
     "RAW",
+    "AsyncDuplexStream",
     "AsyncInferenceError",
     "AsyncInvocation",
     "AsyncTimeoutError",
@@ -96,6 +106,9 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionClosedError",
+    "DuplexClosedError",
+    "DuplexMessage",
+    "DuplexStream",
     "Endpoint",
     "EndpointCreationError",
     "InternalDependencyError",
@@ -112,6 +125,8 @@ __all__ = [
     "Poller",
     "RawCodec",
     "ReadTimeoutError",
+    "ReconnectEvent",
+    "ReconnectPolicy",
     "ResponseStream",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -133,6 +148,7 @@ __all__ = [
     "SessionProtocol",
     "SessionState",
     "StreamInterruptedError",
+    "StreamReconnectedError",
     "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
@@ -145,8 +161,10 @@ __all__ = [
     "wait",
 ]
 
-# Async inference and endpoint creation load on first use: they cost ~30 ms of import time.
+# Async inference, endpoint creation and bidirectional streaming load on first use: they
+# cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
+    "AsyncDuplexStream": "_duplex",
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
@@ -155,8 +173,12 @@ _LAZY = {
     "BatchRun": "_batch",
     "BatchSummary": "_batch",
     "Completion": "_asyncinference",
+    "DuplexMessage": "_duplex",
+    "DuplexStream": "_duplex",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",
+    "ReconnectEvent": "_duplex",
+    "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
     "Scorer": "_batch",
@@ -173,9 +195,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smclient' has no attribute {name!r}")
+    # Classes say smclient.Name already: their defining packages set __module__.
     value = getattr(importlib.import_module(f".{module}", __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
     globals()[name] = value
     return value
 

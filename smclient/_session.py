@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Self
 
+from ._codecs import encode_open_body
 from ._errors import InvalidInputError, SMClientError, ValidationError
 from ._models import InvocationResult
 from ._request import STREAM
@@ -136,14 +137,14 @@ class Session:
             expiry_margin=expiry_margin,
             clock=clock,
         )
-        body = protocol.open_body(open_body)
+        body, body_type = encode_open_body(protocol.open_body(open_body))  # names open_body
         core = session._core
         core.state = SessionState.OPENING
         try:
             requester = endpoint.requester
             request = requester.build(
                 body,
-                content_type=content_type or protocol.content_type,
+                content_type=content_type or protocol.content_type or body_type,
                 accept=accept,
                 target_model=target_model,
                 session_id="NEW_SESSION",
@@ -442,6 +443,11 @@ class Session:
             "a Session does not pickle: pass s.detach() (a SessionInfo, or its to_json()) "
             "and Session.attach() it on the other side"
         )
+
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import session
+
+        return session(self)
 
     def __repr__(self) -> str:
         info = self._core.info

@@ -15,6 +15,7 @@ import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from typing_extensions import Self
 
 from ._errors import (
@@ -71,6 +72,8 @@ class ResponseStream:
         self.invoked_production_variant: str | None = response.invoked_production_variant
         self.custom_attributes: str | None = response.custom_attributes
         self.request_id: str | None = response.request_id
+        # Errors of this stream carry the request id of its response.
+        self._ctx = attrs.evolve(ctx, request_id=self.request_id)
         self.attempts = ctx.attempts
         self.time_to_first_byte: float | None = None
         self.bytes_received = 0
@@ -171,6 +174,11 @@ class ResponseStream:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import response_stream
+
+        return response_stream(self)
 
     def __repr__(self) -> str:
         return (
