@@ -585,3 +585,50 @@ def test_a_base_exception_in_a_call_is_raised_not_swallowed(runtime: ScriptedRun
         with pytest.raises(SystemExit):
             list(run)
     assert batch_threads() == []
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_true_picks_tqdm_else_a_text_bar_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from smclient._batch._progress import _Silent, _TextBar, reporter
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # importing it raises ImportError
+    assert isinstance(reporter(True, TTY()), _TextBar)
+    assert isinstance(reporter(True, io.StringIO()), _Silent)  # not a terminal: silent
+    assert isinstance(reporter(False), _Silent)
+
+    bars: list[Any] = []
+
+    class FakeBar:
+        def __init__(self, total: int | None, unit: str, desc: str) -> None:
+            self.n, self.total, self.postfix, self.closed = 0, total, {}, False
+            bars.append(self)
+
+        def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+            self.postfix = values
+
+        def update(self, n: int) -> None:
+            self.n += n
+
+        def close(self) -> None:
+            self.closed = True
+
+    written: list[str] = []
+    fake = types.ModuleType("tqdm.auto")
+    fake.tqdm = FakeBar  # type: ignore[attr-defined]
+    FakeBar.write = staticmethod(written.append)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tqdm.auto", fake)
+    with ScriptedRuntime() as server, server.endpoint() as ep:
+        server.queue(Reply.ok(), Reply.error("ValidationError", 400), Reply.ok())
+        list(ep.invoke_many([b"a", b"b", b"c"], concurrency=1, progress=True))
+    (bar,) = bars
+    assert (bar.n, bar.total, bar.postfix, bar.closed) == (3, 3, {"failed": 1}, True)
+    assert written[0].startswith("2 succeeded, 1 failed (ValidationError: 1), 0 retries")
