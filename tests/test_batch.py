@@ -632,3 +632,24 @@ def test_progress_true_picks_tqdm_else_a_text_bar_on_a_terminal(
     (bar,) = bars
     assert (bar.n, bar.total, bar.postfix, bar.closed) == (3, 3, {"failed": 1}, True)
     assert written[0].startswith("2 succeeded, 1 failed (ValidationError: 1), 0 retries")
+
+
+def test_a_wider_window_keeps_calls_flowing_behind_a_slow_head() -> None:
+    # Item 0 is held until seven later items have been answered: with concurrency 2 that
+    # needs a window of 8 (with the default window of 2 the batch would wait for item 0).
+    others = threading.Semaphore(0)
+
+    def predict(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        record = json.loads(body)
+        if record["i"] == 0:
+            for _ in range(7):
+                assert others.acquire(timeout=WAIT)
+        else:
+            others.release()
+        return answer(body)
+
+    with LocalEndpoint(predict) as server, server.endpoint() as ep:
+        run = ep.invoke_many([{"i": i} for i in range(12)], concurrency=2, window=8)
+        results = list(run)
+    assert [r.index for r in results] == list(range(12))
+    assert all(r.ok for r in results)
