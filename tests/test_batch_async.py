@@ -232,3 +232,99 @@ def test_aclose_before_starting_sends_nothing() -> None:
         return model
 
     assert run(main).calls == 0
+
+
+# -- ainvoke_many: the facade glue, over an asyncio adapter of a real Endpoint ------------
+
+
+class AsyncAdapter:
+    """Stands in for AsyncEndpoint: the same attributes, invoke run in a thread."""
+
+    def __init__(self, endpoint: Any) -> None:
+        self._endpoint = endpoint
+        self.config = endpoint.config
+        self.retry = endpoint.retry
+
+    async def invoke(self, body: Any, **options: Any) -> InvocationResult:
+        result: InvocationResult = await asyncio.to_thread(self._endpoint.invoke, body, **options)
+        return result
+
+
+class AsyncHandleAdapter:
+    def __init__(self, endpoint: AsyncAdapter, target_model: str) -> None:
+        self.endpoint = endpoint
+        self.target_model = target_model
+
+    async def invoke(self, body: Any, **options: Any) -> InvocationResult:
+        return await self.endpoint.invoke(body, target_model=self.target_model, **options)
+
+
+def test_ainvoke_many_against_the_local_endpoint() -> None:
+    import json
+
+    from smclient._batch import ainvoke_many
+    from smclient.local import HandlerError, LocalEndpoint
+
+    def predict(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        x = json.loads(body)["x"]
+        if x == 3:
+            raise HandlerError("no", 422)
+        return json.dumps({"y": 2 * x}).encode()
+
+    async def main(ep: Any) -> list[Any]:
+        run = ainvoke_many(
+            AsyncAdapter(ep),
+            ({"x": x} for x in range(6)),
+            concurrency=3,
+            window=None,
+            ordered=True,
+            stop_on_error=False,
+            rate_limit=None,
+            progress=None,
+            content_type=None,
+            accept=None,
+            custom_attributes="trace=1",
+            codec=None,
+            retry=RetryPolicy.never(),
+        )
+        return [r async for r in run]
+
+    with LocalEndpoint(predict) as server, server.endpoint() as ep:
+        results = asyncio.run(main(ep))
+    assert [r.index for r in results] == list(range(6))
+    assert [r.unwrap().json()["y"] for r in results if r.ok] == [0, 2, 4, 8, 10]
+    assert isinstance(results[3].error, ModelError)
+    assert results[3].error.original_status_code == 422
+
+
+def test_ainvoke_many_on_a_model_handle_names_its_model() -> None:
+    from smclient import InvalidInputError
+    from smclient._batch import ainvoke_many
+    from smclient.testing import ScriptedRuntime
+
+    async def main(ep: Any) -> list[Any]:
+        handle = AsyncHandleAdapter(AsyncAdapter(ep), "m-1.tar.gz")
+        run = ainvoke_many(
+            handle,
+            [b"a", BatchItem(b"b", target_model="m-2.tar.gz")],
+            concurrency=1,
+            window=None,
+            ordered=True,
+            stop_on_error=False,
+            rate_limit=None,
+            progress=None,
+            content_type="text/plain",
+            accept=None,
+            custom_attributes=None,
+            codec=None,
+            retry=None,
+        )
+        return [r async for r in run]
+
+    with ScriptedRuntime() as server, server.endpoint() as ep:
+        first, second = asyncio.run(main(ep))
+        assert first.ok
+        assert isinstance(second.error, InvalidInputError)
+        (request,) = server.requests
+        assert request.headers["x-amzn-sagemaker-target-model"] == "m-1.tar.gz"
+        assert request.headers["content-type"] == "text/plain"
