@@ -2,11 +2,13 @@
 per-call path (``Endpoint.invoke`` / ``ModelHandle.invoke``), so every item gets the same
 checks, retries, errors and transport as a single call.
 
-How the window works: the consumer's thread reads the input lazily and hands an item to a
-worker only while fewer than ``concurrency`` calls are in flight and fewer than ``window``
-items are read but not yet handed back; so a generator of ten million records is never
+How the window works: the consumer's thread reads the input lazily and queues an item for
+the workers only while fewer than ``window`` items are read but not yet handed back; at most
+``concurrency`` workers (started on demand) take items from that queue, so at most
+``concurrency`` calls are in flight. A generator of ten million records is never
 materialised, and a slow consumer slows the calls down (backpressure) instead of piling up
-results. Workers start on demand, at most ``concurrency`` of them.
+results. With ``window`` above ``concurrency`` a worker that finishes takes the next queued
+item at once, without waiting for the consumer's thread to read one.
 
 Stopping (the input ends, a stop on error, ``close()``, leaving a ``with`` block, the
 iterator being dropped, Ctrl-C while iterating): no new item is read or sent, retry waits
@@ -242,12 +244,9 @@ class _Engine:
         exhausted = False
         try:
             while True:
-                while (
-                    not exhausted
-                    and stop_at is None
-                    and in_flight < self._concurrency
-                    and in_flight + len(ready) < self._window
-                ):
+                # Items beyond ``concurrency`` wait in the queue for the next free worker,
+                # which then takes one without waiting for this thread (window > concurrency).
+                while not exhausted and stop_at is None and in_flight + len(ready) < self._window:
                     try:
                         value = next(source)
                     except StopIteration:
@@ -256,7 +255,7 @@ class _Engine:
                     jobs.put((read, as_item(value)))
                     read += 1
                     in_flight += 1
-                    if in_flight > len(self._threads):
+                    if len(self._threads) < min(in_flight, self._concurrency):
                         self._start_worker(jobs, done)
                 if self._ordered and next_out in ready:
                     out = ready.pop(next_out)

@@ -113,9 +113,12 @@ def one_machine(url: str, args: argparse.Namespace) -> None:
                 for _ in pool.map(call, range(n)):
                     pass
 
-        def many_run(n: int, c: int = concurrency, ep: Any = ep) -> None:
+        def many_run(n: int, c: int = concurrency, ep: Any = ep, wide: bool = False) -> None:
             for result in ep.invoke_many(
-                (BODY for _ in range(n)), concurrency=c, content_type="application/json"
+                (BODY for _ in range(n)),
+                concurrency=c,
+                window=2 * c if wide else None,
+                content_type="application/json",
             ):
                 result.unwrap()
 
@@ -123,6 +126,7 @@ def one_machine(url: str, args: argparse.Namespace) -> None:
             "ThreadPoolExecutor + boto3 (default config)": lambda n, c=naive: pool_run(c, n),
             "ThreadPoolExecutor + boto3 (pool = concurrency)": lambda n, c=tuned: pool_run(c, n),
             "Endpoint.invoke_many": many_run,
+            "Endpoint.invoke_many, window = 2 x concurrency": lambda n: many_run(n, wide=True),
         }
         for fn in contenders.values():  # warm up: clients, connections
             fn(min(args.calls, 4 * concurrency))
