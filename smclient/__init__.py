@@ -74,7 +74,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
-    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary, Scorer
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -143,6 +143,7 @@ __all__ = [
     "S3Object",
     "SMClientError",
     "SSEEvent",
+    "Scorer",
     "ServiceError",
     "ServiceUnavailableError",
     "Session",
@@ -195,6 +196,7 @@ _LAZY = {
     "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "Scorer": "_batch",
     "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",

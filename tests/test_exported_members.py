@@ -57,6 +57,7 @@ def test_public_names_are_pinned() -> None:
         "S3Object",
         "SMClientError",
         "SSEEvent",
+        "Scorer",
         "ServiceError",
         "ServiceUnavailableError",
         "Session",
