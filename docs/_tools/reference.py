@@ -99,7 +99,7 @@ def reference_page(namespace: str, title: str, description: str) -> str:
         description,
         "",
         "Generated from the docstrings of every name in "
-        f"`{namespace}.__all__`: import them as `from {namespace} import ...`.",
+        f"`{namespace}.__all__`; import each as `from {namespace} import Name`.",
         "",
     ]
     for kind in KINDS:
