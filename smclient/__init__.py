@@ -171,9 +171,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'smclient' has no attribute {name!r}")
+    # Classes say smclient.Name already: their defining packages set __module__.
     value = getattr(importlib.import_module(f".{module}", __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
     globals()[name] = value
     return value
 

@@ -245,12 +245,17 @@ class ClientFactory:
         # The runtime has its own URL (a local endpoint, a VPC endpoint); S3, SQS, SNS and
         # the control plane share aws_endpoint_url (a moto server, an S3-compatible store).
         url = self.endpoint_url if service == "sagemaker-runtime" else self.aws_endpoint_url
-        return session.client(
+        client = session.client(
             service,
             region_name=self.region,
             endpoint_url=url,
             config=self.config.to_botocore(),
         )
+        if service == "sagemaker-runtime":  # a 424 without error type keeps its fields
+            from ._errors import keep_model_error_fields
+
+            client.meta.events.register("before-parse.sagemaker-runtime", keep_model_error_fields)
+        return client
 
     def __getstate__(self) -> dict[str, Any]:
         profile = getattr(self._session, "profile_name", None) if self._session else None

@@ -77,6 +77,9 @@ class EndpointCreationError(SMClientError):
         self.left_behind = tuple(left_behind)
 
 
+EndpointCreationError.__module__ = "smclient"  # re-exported lazily there
+
+
 @attrs.frozen
 class _Wait:
     """How to wait for ``InService``: seconds, and the seams."""

@@ -12,7 +12,7 @@ from typing_extensions import Self
 from . import _validation as check
 from ._clients import ClientConfig, ClientFactory, check_config, check_url
 from ._codecs import Codec
-from ._errors import ConfigurationError, InvalidInputError
+from ._errors import InvalidInputError
 from ._models import InvocationResult
 from ._request import STREAM
 from ._retry import RetryPolicy
@@ -66,10 +66,6 @@ class Endpoint:
         self._name = check.endpoint_name(name)
         if region is not None and (not isinstance(region, str) or not region.strip()):
             raise InvalidInputError("region", f"got {region!r}", limit="a region name or None")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError(
-                f"retry= takes a smclient.RetryPolicy, got {type(retry).__name__}"
-            )
         self._factory = ClientFactory(
             region=region,
             endpoint_url=check_url("endpoint_url", endpoint_url),
@@ -77,9 +73,9 @@ class Endpoint:
             boto3_session=boto3_session,
             aws_endpoint_url=check_url("aws_endpoint_url", aws_endpoint_url),
         )
-        self._retry = retry or _DEFAULT_RETRY
-        self._codec = codec
-        self._requester = Requester(self._name, self._factory, self._retry, codec)
+        self._retry = check.retry_policy(retry) or _DEFAULT_RETRY
+        self._codec = check.codec(codec)
+        self._requester = Requester(self._name, self._factory, self._retry, self._codec)
 
     @property
     def name(self) -> str:
@@ -337,7 +333,7 @@ class Endpoint:
             codec=codec,
             content_type=content_type,
             accept=accept,
-            session_id=session_id,
+            session_id=check.stream_session_id(session_id),
             target_variant=target_variant,
             target_container_hostname=target_container_hostname,
             inference_component=inference_component,

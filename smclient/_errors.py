@@ -2,30 +2,47 @@
 
 ::
 
-    SMClientError
-    ├── InvalidInputError               bad input caught before sending (also a ValueError)
-    ├── ConfigurationError              no credentials, no region, bad client settings
-    ├── ServiceError                    the service or the model answered with an error
-    │   ├── ValidationError             400 ValidationError: bad request, unknown endpoint...
-    │   ├── ModelError                  424: the model container answered 4xx/5xx (it ran)
-    │   ├── ModelNotReadyError          429 ModelNotReadyException: MME model still loading
-    │   ├── ThrottlingError             throttled by the service
-    │   ├── ServiceUnavailableError     503 ServiceUnavailable
-    │   ├── InternalFailureError        500 InternalFailure (the model may have run)
-    │   ├── InternalDependencyError     530 InternalDependencyException (may have run)
-    │   ├── ModelStreamError            error event in a response stream (.stream_error_code)
-    │   └── InternalStreamFailureError  InternalStreamFailure event in a response stream
-    ├── TransportError                  no usable HTTP answer
-    │   ├── ConnectError                the request was never sent (safe to retry)
-    │   ├── ReadTimeoutError            no answer within the read timeout (may have run)
-    │   ├── ConnectionClosedError       the connection dropped mid-request (may have run)
-    │   └── StreamInterruptedError      a response stream broke after it started (.bytes_received)
-    │       └── StreamTimeoutError      ... by a pause longer than the read timeout
-    └── RetriesExhaustedError           the policy gave up; ``__cause__``: last error
+    SMClientError                         every error smclient raises; .message
+    ├── InvalidInputError                 bad input caught before sending (also a ValueError)
+    ├── ConfigurationError                no credentials, no region, bad client settings
+    ├── ServiceError                      the service or the model answered with an error
+    │   ├── ValidationError               400 ValidationError: bad request, unknown endpoint...
+    │   ├── ModelError                    424: the model container answered 4xx/5xx (it ran)
+    │   ├── ModelNotReadyError            429 ModelNotReadyException: MME model still loading
+    │   ├── ThrottlingError               throttled by the service
+    │   ├── ServiceUnavailableError       503 ServiceUnavailable
+    │   ├── InternalFailureError          500 InternalFailure (the model may have run)
+    │   ├── InternalDependencyError       530 InternalDependencyException (may have run)
+    │   ├── ModelStreamError              error event in a response stream (.stream_error_code)
+    │   └── InternalStreamFailureError    InternalStreamFailure event in a response stream
+    ├── TransportError                    no usable HTTP answer
+    │   ├── ConnectError                  the request was never sent (safe to retry)
+    │   ├── ReadTimeoutError              no answer within the read timeout (may have run)
+    │   ├── ConnectionClosedError         the connection dropped mid-request (may have run)
+    │   └── StreamInterruptedError        a response stream broke after it started
+    │       └── StreamTimeoutError        ... by a pause longer than the read timeout
+    ├── RetriesExhaustedError             the policy gave up (.attempts .elapsed .history);
+    │                                     also a base of the last error raised then, so
+    │                                     ``except ModelNotReadyError`` still catches it
+    ├── SessionError                      a session could not be used as asked
+    │   ├── SessionClosedError            closed, detached, or rejected by the endpoint
+    │   │   └── SessionExpiredError       past its expiry (checked before sending)
+    │   └── SessionHeaderError            malformed NewSessionId / ClosedSessionId (a ValueError)
+    ├── AsyncInferenceError               an asynchronous invocation failed (failure object)
+    ├── AsyncTimeoutError                 a wait ended with invocations pending (a TimeoutError)
+    ├── S3AccessDeniedError               S3 answered 403 where the poller must read
+    ├── EndpointCreationError             creating an endpoint failed (rolled back)
+    └── smclient.local.ContainerError     a container's management call failed (.status)
+        ├── ContainerProtocolError        it answered outside the contract's shape
+        └── ContainerUnreachableError     no HTTP answer (status 0)
+            └── ContainerTimeoutError     no complete answer within the timeout
 
 Every error raised by a public call is an :class:`SMClientError`; a raw
 ``botocore.exceptions.ClientError`` never escapes. Errors are classified by the
-service's error *code*, never by message text. All errors pickle.
+service's error *code*, never by message text. All errors pickle with their fields, and
+every class reports its public module (``smclient`` or ``smclient.local``) as
+``__module__``, set where it is defined. ``tests/test_error_tree.py`` checks this drawing
+against the classes.
 
 .. versionadded:: 0.1.0
 """
@@ -33,6 +50,7 @@ service's error *code*, never by message text. All errors pickle.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import attrs
@@ -106,8 +124,18 @@ class InvalidInputError(SMClientError, ValueError):
 class ConfigurationError(SMClientError):
     """The client could not be set up: missing credentials or region, bad settings.
 
+    ``endpoint`` and ``operation`` name the call that needed the client, when there was
+    one (``None`` for an error raised by a constructor).
+
     .. versionadded:: 0.1.0
     """
+
+    def __init__(
+        self, message: str, *, endpoint: str | None = None, operation: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.operation = operation
 
 
 @attrs.frozen
@@ -118,6 +146,7 @@ class ErrorContext:
     operation: str | None = None
     target_model: str | None = None
     attempts: int = 1
+    request_id: str | None = None
 
 
 class ServiceError(SMClientError):
@@ -156,10 +185,13 @@ class ServiceError(SMClientError):
         where = f"{self.operation or 'call'} on endpoint {self.endpoint!r}"
         if self.target_model is not None:
             where += f" (target model {self.target_model!r})"
-        return (
-            f"{self.error_code} (HTTP {self.http_status}) from {where}: {self.message} "
-            f"[request id {self.request_id}, attempts {self.attempts}]"
-        )
+        if self.error_code is None:  # not an error answer: the answer was unusable
+            status = "" if self.http_status is None else f" with HTTP {self.http_status}"
+            head = f"{where} answered{status}, but {self.message}"
+        else:
+            status = "" if self.http_status is None else f" (HTTP {self.http_status})"
+            head = f"{self.error_code}{status} from {where}: {self.message}"
+        return f"{head} [request id {self.request_id}, attempts {self.attempts}]"
 
 
 class ValidationError(ServiceError):
@@ -270,6 +302,10 @@ class InternalStreamFailureError(ServiceError):
 class TransportError(SMClientError):
     """No usable HTTP answer was received.
 
+    Attributes: ``endpoint``, ``operation``, ``target_model``, ``attempts`` (the number of
+    the attempt that failed) and ``request_id`` (set when a response had started, as for a
+    broken response stream; ``None`` otherwise).
+
     .. versionadded:: 0.1.0
     """
 
@@ -281,12 +317,21 @@ class TransportError(SMClientError):
         operation: str | None = None,
         target_model: str | None = None,
         attempts: int = 1,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.endpoint = endpoint
         self.operation = operation
         self.target_model = target_model
         self.attempts = attempts
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        where = f"{self.operation or 'call'} on endpoint {self.endpoint!r}"
+        if self.target_model is not None:
+            where += f" (target model {self.target_model!r})"
+        rid = "" if self.request_id is None else f"request id {self.request_id}, "
+        return f"{where}: {self.message} [{rid}attempts {self.attempts}]"
 
 
 class ConnectError(TransportError):
@@ -334,14 +379,29 @@ class StreamTimeoutError(StreamInterruptedError):
 
 
 class RetriesExhaustedError(SMClientError):
-    """The retry policy stopped retrying.
+    """The retry policy gave up.
 
-    ``attempts`` is how many requests were sent, ``elapsed`` the seconds since the
-    first one started, ``history`` the error code of each failed attempt in order,
-    ``last_error`` (also ``__cause__``) the last translated error.
+    When a policy gives up, smclient raises the last attempt's own error - a
+    :class:`ModelNotReadyError` for a cold start that ran out of time, a
+    :class:`ServiceUnavailableError`... - as an instance of a class derived from both
+    that error's class and this one. So ``except ModelNotReadyError`` catches it, and so
+    does ``except RetriesExhaustedError``. It carries everything of the last error
+    (``error_code``, ``request_id``, ``attempts``...) plus ``elapsed`` (seconds since the
+    first attempt started) and ``history`` (the error code of each failed attempt, in
+    order). ``last_error`` and ``__cause__`` are the last attempt's error as it was raised
+    (a plain :class:`ModelNotReadyError`..., raised from botocore's error), as in the
+    first release, where this class was only a wrapper.
+
+    The constructor still builds a plain wrapper, as before.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       Raised as the last error itself (also a subclass of its own class).
     """
+
+    attempts: int
+    elapsed: float
+    history: tuple[str, ...]
 
     def __init__(
         self,
@@ -358,6 +418,90 @@ class RetriesExhaustedError(SMClientError):
         self.history = history
         self.last_error = last_error
 
+
+_GAVE_UP: dict[type[SMClientError], type[SMClientError]] = {}
+_GAVE_UP_LOCK = threading.Lock()
+
+
+def _gave_up_reduce(self: SMClientError) -> tuple[Any, ...]:
+    state = {k: v for k, v in self.__dict__.items() if k != "__traceback__"}
+    base = type(self)._gave_up_base  # type: ignore[attr-defined]
+    return (_rebuild_gave_up, (base, self.message, state))
+
+
+def _gave_up_str(self: SMClientError) -> str:
+    base = type(self)._gave_up_base  # type: ignore[attr-defined]
+    history: tuple[str, ...] = getattr(self, "history", ())
+    counts: dict[str, int] = {}
+    for code in history:
+        counts[code] = counts.get(code, 0) + 1
+    summary = ", ".join(f"{n} x {code}" for code, n in counts.items())
+    return (
+        f"{base.__str__(self)}; retries exhausted after {len(history)} attempts in "
+        f"{getattr(self, 'elapsed', 0.0):.3f} s ({summary})"
+    )
+
+
+def gave_up_class(base: type[SMClientError]) -> type[SMClientError]:
+    """The class derived from ``base`` and :class:`RetriesExhaustedError` (cached, so
+    ``type(a) is type(b)`` for two give-ups with the same last error class)."""
+    with _GAVE_UP_LOCK:
+        cls = _GAVE_UP.get(base)
+        if cls is None:
+            namespace = {
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+                "__doc__": f"A {base.__name__} raised when the retry policy gave up "
+                "(also a RetriesExhaustedError).",
+                "_gave_up_base": base,
+                "__reduce__": _gave_up_reduce,
+                "__str__": _gave_up_str,
+            }
+            cls = type(base.__name__, (base, RetriesExhaustedError), namespace)
+            _GAVE_UP[base] = cls
+        return cls
+
+
+def _rebuild_gave_up(
+    base: type[SMClientError], message: str, state: dict[str, Any]
+) -> SMClientError:
+    return _rebuild(gave_up_class(base), message, state)
+
+
+def gave_up(
+    error: SMClientError, *, attempts: int, elapsed: float, history: tuple[str, ...]
+) -> SMClientError:
+    """``error`` as raised when the policy gives up: a copy whose class also derives from
+    :class:`RetriesExhaustedError`, with ``attempts``, ``elapsed`` and ``history`` set;
+    ``last_error`` and ``__cause__`` are ``error`` itself (whose cause is botocore's)."""
+    base = type(error)
+    if isinstance(error, RetriesExhaustedError):  # already a give-up (a nested call's)
+        return error
+    exc = _rebuild(gave_up_class(base), error.message, dict(error.__dict__))
+    exc.args = error.args
+    exc.__dict__.update(attempts=attempts, elapsed=elapsed, history=history, last_error=error)
+    exc.__cause__ = error
+    exc.__suppress_context__ = True
+    return exc
+
+
+_CONFIGURATION_ERRORS = (
+    bce.UnknownServiceError,
+    bce.DataNotFoundError,
+    bce.ProfileNotFound,
+    bce.ConfigNotFound,
+    bce.ConfigParseError,
+    bce.InvalidConfigError,
+    bce.UnknownSignatureVersionError,
+    bce.CredentialRetrievalError,
+    bce.TokenRetrievalError,
+    bce.UnknownCredentialError,
+    bce.NoAuthTokenError,
+    bce.SSOError,
+    bce.InvalidRegionError,
+    bce.UnknownEndpointError,
+    bce.InvalidEndpointConfigurationError,
+)
 
 _BY_CODE: dict[str, type[ServiceError]] = {
     "ValidationError": ValidationError,
@@ -407,7 +551,7 @@ def translate_stream_event(
     common: dict[str, Any] = {
         "error_code": kind,
         "http_status": 200,  # the stream itself had started with 200
-        "request_id": None,
+        "request_id": ctx.request_id,
         "endpoint": ctx.endpoint,
         "operation": ctx.operation,
         "target_model": ctx.target_model,
@@ -446,7 +590,38 @@ def translate_stream_break(
         operation=ctx.operation,
         target_model=ctx.target_model,
         attempts=ctx.attempts,
+        request_id=ctx.request_id,
     )
+
+
+_MODEL_ERROR_FIELDS = ("OriginalStatusCode", "OriginalMessage", "LogStreamArn")
+
+
+def keep_model_error_fields(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """botocore ``before-parse`` hook of the runtime client: keep ``OriginalStatusCode``,
+    ``OriginalMessage`` and ``LogStreamArn`` of a 424 answer.
+
+    botocore puts these members into ``ClientError.response`` only when the answer names
+    its error type (``x-amzn-ErrorType`` or ``__type``); a 424 without one would lose
+    them, so they are copied from the JSON body here, before botocore parses it.
+    """
+    if response_dict.get("status_code") != 424:
+        return
+    try:
+        body = json.loads(response_dict.get("body") or b"")
+    except (TypeError, ValueError, RecursionError):
+        return
+    if isinstance(body, dict):
+        for key in _MODEL_ERROR_FIELDS:
+            if body.get(key) is not None:
+                customized_response_dict.setdefault(key, body[key])
+
+
+def _where(ctx: ErrorContext) -> str:
+    text = f"{ctx.operation or 'call'} on endpoint {ctx.endpoint!r}"
+    return text if ctx.target_model is None else f"{text} (target model {ctx.target_model!r})"
 
 
 def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
@@ -477,7 +652,11 @@ def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
             **where,
         }
         cls = _BY_CODE.get(code)
-        if cls is None and status == 429:
+        if cls is None and status == 424:  # a ModelError without its error type
+            cls = ModelError
+            if code == "Unknown" or code == "424":
+                common["error_code"] = "ModelError"
+        elif cls is None and status == 429:
             cls = ThrottlingError
         elif cls is None and status == 503:  # e.g. an S3 HEAD answers code "503" without a body
             cls = ServiceUnavailableError
@@ -492,12 +671,17 @@ def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
         return (cls or ServiceError)(message, **common)
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
         return ConfigurationError(
-            f"{exc}. Configure credentials (environment, profile or role), or pass "
-            "boto3_session=... to Endpoint."
+            f"{_where(ctx)}: {exc}. Configure credentials (environment, profile or role), or "
+            "pass boto3_session=... to Endpoint.",
+            endpoint=ctx.endpoint,
+            operation=ctx.operation,
         )
     if isinstance(exc, bce.NoRegionError):
         return ConfigurationError(
-            "No AWS region configured: pass region=... to Endpoint or set AWS_DEFAULT_REGION."
+            f"{_where(ctx)}: no AWS region configured: pass region=... to Endpoint or set "
+            "AWS_DEFAULT_REGION.",
+            endpoint=ctx.endpoint,
+            operation=ctx.operation,
         )
     # Order matters: ConnectTimeoutError is a ConnectionError, ReadTimeoutError is not.
     if isinstance(exc, bce.ConnectionError):
@@ -506,8 +690,18 @@ def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
         return ReadTimeoutError(f"no answer within the read timeout: {exc}", **where)
     if isinstance(exc, bce.HTTPClientError):
         return ConnectionClosedError(f"connection failed after sending: {exc}", **where)
-    if isinstance(exc, bce.BotoCoreError):
-        return SMClientError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, bce.ParamValidationError):  # something the checks here let through
+        return InvalidInputError(
+            "request", f"{_where(ctx)}: botocore refused the parameters: {exc}"
+        )
+    if isinstance(exc, _CONFIGURATION_ERRORS):
+        return ConfigurationError(
+            f"{_where(ctx)}: {type(exc).__name__}: {exc}",
+            endpoint=ctx.endpoint,
+            operation=ctx.operation,
+        )
+    if isinstance(exc, bce.BotoCoreError):  # checksum, parse and other response problems
+        return TransportError(f"{type(exc).__name__}: {exc}", **where)
     raise TypeError(f"not a botocore error: {exc!r}")  # programming error, keep it loud
 
 
@@ -532,6 +726,8 @@ def http_error(operation: str, status: int, headers: Any, body: bytes) -> Except
     shape = model.service_model.shape_for_error_code(code) if code else None
     if shape is not None:
         parsed.update(create_parser(model.metadata["protocol"]).parse(raw, shape))
+    # As the boto3 path's before-parse hook does for a 424 without its error type.
+    keep_model_error_fields(raw, parsed)
     meta = parsed.setdefault("ResponseMetadata", {})
     meta["HTTPStatusCode"] = status
     meta["HTTPHeaders"] = {str(k).lower(): v for k, v in headers.items()}
@@ -553,3 +749,14 @@ def _runtime_model() -> Any:
             "sagemaker-runtime",
         )
     return _RUNTIME_MODEL
+
+
+def _set_public_module() -> None:
+    # Tracebacks and reprs say smclient.ModelError, whichever name was touched first.
+    for name in __all__:
+        cls = globals()[name]
+        if isinstance(cls, type):
+            cls.__module__ = "smclient"
+
+
+_set_public_module()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import random as _random
 import time
 from collections import Counter
@@ -45,9 +46,12 @@ from ._errors import (
     ModelNotReadyError,
     ReadTimeoutError,
     RetriesExhaustedError,
+    ServiceError,
     ServiceUnavailableError,
     SMClientError,
     ThrottlingError,
+    TransportError,
+    gave_up,
     translate,
 )
 
@@ -119,7 +123,43 @@ class RetryEvent:
 
 
 def _reasons(value: Iterable[RetryReason]) -> frozenset[RetryReason]:
-    return frozenset(value)
+    from ._errors import InvalidInputError
+
+    if isinstance(value, RetryReason):
+        value = (value,)
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise InvalidInputError(
+            "retry_on", f"expected RetryReason values, got {type(value).__name__}"
+        )
+    reasons = frozenset(value)
+    for reason in reasons:
+        if not isinstance(reason, RetryReason):
+            raise InvalidInputError(
+                "retry_on",
+                f"{reason!r} is not a RetryReason",
+                limit="RetryReason members, e.g. RetryReason.INTERNAL",
+            )
+    return reasons
+
+
+def _number(name: str, value: object, *, limit: str, minimum: float) -> None:
+    from ._errors import InvalidInputError
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(name, f"expected a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < minimum:
+        raise InvalidInputError(name, f"got {value}", limit=limit)
+
+
+def _count(name: str, value: object) -> None:
+    from ._errors import InvalidInputError
+
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(
+            name, f"expected a whole number, got {type(value).__name__} {value!r}", limit=">= 1"
+        )
+    if value < 1:
+        raise InvalidInputError(name, f"got {value}", limit=">= 1")
 
 
 _DEFAULT_REASONS = frozenset(
@@ -141,7 +181,8 @@ class RetryPolicy:
 
            d = U(0, 1) * min(backoff_max, backoff_initial * backoff_multiplier ** (n - 1))
 
-    3. The policy gives up, raising :class:`RetriesExhaustedError` from *e*, if
+    3. The policy gives up, raising *e* itself - as an instance that is also a
+       :class:`RetriesExhaustedError`, with ``elapsed`` and ``history`` - if
        ``t + d >= timeout`` (no attempt starts at or after ``timeout`` seconds),
        if ``n >= max_attempts``, if the attempts that failed for a reason other than
        ``MODEL_NOT_READY`` reach ``max_transient_attempts``, or if the attempts that
@@ -175,17 +216,27 @@ class RetryPolicy:
     def __attrs_post_init__(self) -> None:
         from ._errors import InvalidInputError
 
-        if self.timeout < 0:
-            raise InvalidInputError("timeout", f"got {self.timeout}", limit="seconds, >= 0")
-        for name in ("max_transient_attempts", "max_out_of_memory_attempts"):
-            if getattr(self, name) < 1:
-                raise InvalidInputError(name, f"got {getattr(self, name)}", limit=">= 1")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise InvalidInputError("max_attempts", f"got {self.max_attempts}", limit=">= 1")
-        if not 0 <= self.backoff_initial <= self.backoff_max:
+        # Every value is checked here, not mid-call: a NaN timeout would never stop, a
+        # negative multiplier would fail inside sleep() after the first attempt.
+        _number("timeout", self.timeout, limit="finite seconds, >= 0", minimum=0)
+        _count("max_transient_attempts", self.max_transient_attempts)
+        _count("max_out_of_memory_attempts", self.max_out_of_memory_attempts)
+        if self.max_attempts is not None:
+            _count("max_attempts", self.max_attempts)
+        _number("backoff_initial", self.backoff_initial, limit="finite seconds, >= 0", minimum=0)
+        _number("backoff_max", self.backoff_max, limit="finite seconds, >= 0", minimum=0)
+        _number("backoff_multiplier", self.backoff_multiplier, limit="finite, >= 1", minimum=1)
+        if not self.backoff_initial <= self.backoff_max:
             raise InvalidInputError(
-                "backoff_initial", "must be between 0 and backoff_max", limit="seconds"
+                "backoff_initial",
+                f"{self.backoff_initial} is more than backoff_max ({self.backoff_max})",
+                limit="seconds, between 0 and backoff_max",
             )
+        for name in ("sleep", "clock", "random"):
+            if not callable(getattr(self, name)):
+                raise InvalidInputError(name, "expected a callable")
+        if self.on_retry is not None and not callable(self.on_retry):
+            raise InvalidInputError("on_retry", "expected a callable or None")
 
     @classmethod
     def never(cls) -> Self:
@@ -203,7 +254,13 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """The jittered delay in seconds after failed attempt number ``attempt``."""
         exponent = min(attempt - 1, 64)  # keeps the power finite for absurd attempt counts
-        ceiling = min(self.backoff_max, self.backoff_initial * self.backoff_multiplier**exponent)
+        try:
+            growth = float(self.backoff_multiplier) ** exponent
+        except OverflowError:  # a huge multiplier: the ceiling is reached at once
+            growth = math.inf
+        if self.backoff_initial == 0:
+            return 0.0
+        ceiling = min(self.backoff_max, self.backoff_initial * growth)
         return 0.0 if _no_waits else ceiling * self.random()
 
 
@@ -235,11 +292,16 @@ class _Call:
             return fn()
         except Exception as exc:
             if isinstance(exc, SMClientError) or type(exc).__module__.startswith("botocore"):
-                ctx = ErrorContext(
-                    self.endpoint, self.operation, self.target_model, len(self.history) + 1
-                )
+                attempt = len(self.history) + 1
+                ctx = ErrorContext(self.endpoint, self.operation, self.target_model, attempt)
                 error = translate(exc, ctx)
                 if error is exc:
+                    # Errors made inside the attempt (a stream's error event) carry its
+                    # number; a nested call's give-up keeps its own count.
+                    if isinstance(exc, ServiceError | TransportError) and not isinstance(
+                        exc, RetriesExhaustedError
+                    ):
+                        exc.attempts = attempt
                     raise
                 raise error from exc
             raise
@@ -266,19 +328,16 @@ class _Call:
         self.notify(error, reason, delay)
         return delay
 
-    def give_up(self, error: SMClientError) -> RetriesExhaustedError:
-        elapsed = self.policy.clock() - self.start
-        exhausted = RetriesExhaustedError(
-            f"gave up on {self.operation} for endpoint {self.endpoint!r} after "
-            f"{len(self.history)} attempts in {elapsed:.3f} s; last error: {self.history[-1]}",
+    def give_up(self, error: SMClientError) -> SMClientError:
+        """The error to raise when the policy stops: ``error`` itself (its class, so
+        ``except ModelNotReadyError`` works), also a :class:`RetriesExhaustedError`
+        carrying ``attempts``, ``elapsed`` and ``history``."""
+        return gave_up(
+            error,
             attempts=len(self.history),
-            elapsed=elapsed,
+            elapsed=self.policy.clock() - self.start,
             history=tuple(self.history),
-            last_error=error,
         )
-        exhausted.__cause__ = error
-        exhausted.__suppress_context__ = True
-        return exhausted
 
     def notify(self, error: SMClientError, reason: RetryReason, delay: float) -> None:
         event = RetryEvent(
@@ -322,10 +381,17 @@ def run(
     """Call ``fn`` under ``policy``; errors from ``fn`` are translated to the smclient tree.
 
     Returns ``fn``'s result and the :class:`Outcome`. Raises the translated error
-    when it is not retried, :class:`RetriesExhaustedError` when the policy gives up.
+    when it is not retried; when the policy gives up, the last translated error as a
+    :class:`RetriesExhaustedError` too (see :func:`smclient._errors.gave_up`).
     The first attempt runs directly (most calls succeed: tenacity's per-call machinery
     costs about 50 us, measured in docs/benchmarks.md); tenacity drives the retries.
     """
+    if not isinstance(policy, RetryPolicy):
+        from ._errors import InvalidInputError
+
+        raise InvalidInputError(
+            "retry", f"expected a RetryPolicy, got {type(policy).__name__}", limit="RetryPolicy()"
+        )
     call = _Call(policy, endpoint, operation, target_model)
     try:
         return call.translated(fn), call.outcome()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import _validation as check
 from ._codecs import Codec
 from ._errors import ErrorContext
 from ._models import InvocationResult
@@ -58,7 +59,7 @@ class Requester:
     def build(self, body: Any, *, operation: str = INVOKE, **options: Any) -> Request:
         """A checked request (see :func:`smclient._request.build_invoke`); ``codec`` defaults
         to the endpoint's."""
-        codec = options.pop("codec", None) or self.codec
+        codec = check.codec(options.pop("codec", None)) or self.codec
         return build_invoke(self.name, body, operation=operation, codec=codec, **options)
 
     def invoke(self, request: Request, retry: RetryPolicy | None = None) -> InvocationResult:
@@ -71,7 +72,7 @@ class Requester:
             return response
 
         response, outcome = run(
-            retry or self.retry,
+            check.retry_policy(retry) or self.retry,
             attempt,
             endpoint=self.name,
             operation=INVOKE,
@@ -97,7 +98,9 @@ class Requester:
             opened.prefetch()
             return opened
 
-        opened, _outcome = run(retry or self.retry, attempt, endpoint=self.name, operation=STREAM)
+        opened, _outcome = run(
+            check.retry_policy(retry) or self.retry, attempt, endpoint=self.name, operation=STREAM
+        )
         return opened
 
     def submit(
@@ -111,4 +114,6 @@ class Requester:
             assert isinstance(response, AsyncResponse)
             return response
 
-        return run(retry or self.retry, attempt, endpoint=self.name, operation=ASYNC)
+        return run(
+            check.retry_policy(retry) or self.retry, attempt, endpoint=self.name, operation=ASYNC
+        )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Self
 
+from ._codecs import encode_open_body
 from ._errors import InvalidInputError, SMClientError, ValidationError
 from ._models import InvocationResult
 from ._request import STREAM
@@ -136,14 +137,14 @@ class Session:
             expiry_margin=expiry_margin,
             clock=clock,
         )
-        body = protocol.open_body(open_body)
+        body, body_type = encode_open_body(protocol.open_body(open_body))  # names open_body
         core = session._core
         core.state = SessionState.OPENING
         try:
             requester = endpoint.requester
             request = requester.build(
                 body,
-                content_type=content_type or protocol.content_type,
+                content_type=content_type or protocol.content_type or body_type,
                 accept=accept,
                 target_model=target_model,
                 session_id="NEW_SESSION",

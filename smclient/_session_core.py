@@ -21,7 +21,14 @@ from collections.abc import Callable
 
 import attrs
 
-from ._errors import RetriesExhaustedError, SMClientError, ValidationError
+from . import _validation as check
+from ._errors import (
+    ConfigurationError,
+    InvalidInputError,
+    RetriesExhaustedError,
+    SMClientError,
+    ValidationError,
+)
 from ._retry import RetryPolicy, RetryReason, classify
 from ._session_info import (
     SessionClosedError,
@@ -43,6 +50,7 @@ _LIVE = (SessionState.OPEN, SessionState.REJECTED)
 
 def session_policy(policy: RetryPolicy) -> RetryPolicy:
     """``policy`` restricted to failures before the model ran (see the module docstring)."""
+    check.retry_policy(policy)
     return attrs.evolve(policy, retry_on=policy.retry_on & _BEFORE_MODEL)
 
 
@@ -50,6 +58,8 @@ def may_have_run(error: SMClientError) -> bool:
     """Whether the request that failed with ``error`` may have reached the model."""
     if isinstance(error, RetriesExhaustedError):
         error = error.last_error
+    if isinstance(error, InvalidInputError | ConfigurationError):  # refused before sending
+        return False
     return classify(error) not in _BEFORE_MODEL
 
 

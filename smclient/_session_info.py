@@ -162,6 +162,12 @@ class SessionHeaderError(SessionError, ValueError):
         self.header = None if header is None else header[:80]
 
 
+# Tracebacks and reprs say smclient.SessionError, whichever name was touched first.
+for _cls in (SessionError, SessionClosedError, SessionExpiredError, SessionHeaderError):
+    _cls.__module__ = "smclient"
+del _cls
+
+
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -280,6 +286,8 @@ class _OpenMarker:
     value: str
 
     def __call__(self, payload: Any) -> bytes | str:
+        from ._codecs import json_bytes
+
         if payload is None:
             return json.dumps({self.key: self.value}).encode()
         if isinstance(payload, bytes | bytearray | str):
@@ -289,7 +297,7 @@ class _OpenMarker:
                 raise InvalidInputError(
                     "open_body", f"the {self.key!r} key is the open marker {self.value!r}"
                 )
-            return json.dumps({self.key: self.value, **payload}).encode()
+            return json_bytes({self.key: self.value, **payload}, field="open_body")
         raise InvalidInputError(
             "open_body",
             f"cannot be a {type(payload).__name__}",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from typing_extensions import Self
 
 from ._errors import (
@@ -71,6 +72,8 @@ class ResponseStream:
         self.invoked_production_variant: str | None = response.invoked_production_variant
         self.custom_attributes: str | None = response.custom_attributes
         self.request_id: str | None = response.request_id
+        # Errors of this stream carry the request id of its response.
+        self._ctx = attrs.evolve(ctx, request_id=self.request_id)
         self.attempts = ctx.attempts
         self.time_to_first_byte: float | None = None
         self.bytes_received = 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
+from ._errors import SMClientError
 from ._request import ASYNC, INVOKE, STREAM, AsyncResponse, InvokeResponse, Request, StreamResponse
 
 __all__ = ["TRANSPORTS", "Boto3Transport", "HookWatch", "Transport", "transport_setting"]
@@ -89,15 +90,7 @@ class Boto3Transport:
         body = response["Body"]
         # The raw HTTP body behind botocore's EventStream: smclient decodes the frames itself
         # (botocore's iterator drops ModelStreamError's ErrorCode), see _streaming.
-        raw = getattr(body, "_raw_stream", None)
-        if raw is None or not hasattr(raw, "stream"):
-            body.close()
-            from ._errors import SMClientError
-
-            raise SMClientError(
-                "this botocore version's EventStream does not expose its raw body; "
-                "smclient supports botocore >= 1.34 (please report the version you use)"
-            )
+        raw = raw_http_body(body)
         return StreamResponse(
             content_type=response.get("ContentType"),
             invoked_production_variant=response.get("InvokedProductionVariant"),
@@ -106,6 +99,26 @@ class Boto3Transport:
             chunks=raw.stream(),
             close=raw.close,
         )
+
+
+def raw_http_body(body: Any) -> Any:
+    """The raw HTTP body (a urllib3 response with ``stream()``) behind botocore's
+    ``EventStream``: the one place that reads botocore's private ``_raw_stream``
+    (``tests/test_botocore_contract.py`` fails loudly if a botocore release changes it).
+    Raises :class:`~smclient.SMClientError` (after closing ``body``) if it is not there."""
+    raw = getattr(body, "_raw_stream", None)
+    if raw is None or not callable(getattr(raw, "stream", None)):
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        import botocore
+
+        raise SMClientError(
+            f"botocore {botocore.__version__}'s EventStream does not expose its raw body "
+            "(_raw_stream); smclient needs it to read response streams - please report "
+            "this botocore version"
+        )
+    return raw
 
 
 def _module(handler: Any) -> str:

@@ -5,8 +5,13 @@ service's patterns and maximums (protocol.md §1) are checked here so the caller
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ._errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ._codecs import Codec
+    from ._retry import RetryPolicy
 
 MAX_BODY_BYTES = 6_291_456
 MAX_ENDPOINT_NAME = 63
@@ -45,10 +50,11 @@ def _printable_id(field: str, value: object, maximum: int, meaning: str) -> str:
         raise InvalidInputError(
             field, f"length {len(value)} is out of range", limit=f"1-{maximum} characters"
         )
-    if value[0].isspace() or not _PRINTABLE.fullmatch(value):
+    if value != value.strip(" ") or not _PRINTABLE.fullmatch(value):
         raise InvalidInputError(
             field,
-            f"{value[:80]!r} must be printable ASCII and must not start with a space",
+            f"{value[:80]!r} must be printable ASCII and must not start or end with a space "
+            "(HTTP drops them in transit)",
             limit=meaning,
         )
     return value
@@ -96,6 +102,12 @@ def header(field: str, value: str | None, *, maximum: int = MAX_HEADER_VALUE) ->
         raise InvalidInputError(
             field, "contains characters that cannot be sent in a header", limit="printable ASCII"
         )
+    if value != value.strip(" "):
+        raise InvalidInputError(
+            field,
+            f"{value[:80]!r} starts or ends with a space, which HTTP drops in transit",
+            limit="printable ASCII without leading or trailing spaces",
+        )
     return value
 
 
@@ -125,10 +137,50 @@ def session_id(value: str) -> str:
     return value
 
 
-def body_size(size: int) -> None:
+def body_size(size: int, field: str = "body") -> None:
     if size > MAX_BODY_BYTES:
         raise InvalidInputError(
-            "body",
+            field,
             f"{size:,} bytes is larger than a real-time invocation accepts",
             limit=f"at most {MAX_BODY_BYTES:,} bytes; use asynchronous inference for more",
         )
+
+
+def stream_session_id(value: str | None) -> str | None:
+    """The ``session_id`` of a stream: an open session's id, never ``NEW_SESSION``
+    (``InvokeEndpointWithResponseStream`` cannot create a session, protocol.md §4)."""
+    if value == "NEW_SESSION":
+        raise InvalidInputError(
+            "session_id",
+            "a stream cannot open a session (NEW_SESSION)",
+            limit="an open session's id: open it with endpoint.session(), then s.stream(...)",
+        )
+    return None if value is None else session_id(value)
+
+
+def retry_policy(value: object, field: str = "retry") -> RetryPolicy | None:
+    """``value`` if it is a :class:`smclient.RetryPolicy` (or ``None``), else
+    :class:`InvalidInputError` naming ``field``."""
+    from ._retry import RetryPolicy
+
+    if value is None or isinstance(value, RetryPolicy):
+        return value
+    raise InvalidInputError(
+        field,
+        f"expected a RetryPolicy, got {type(value).__name__}",
+        limit="smclient.RetryPolicy(...), RetryPolicy.never() or None",
+    )
+
+
+def codec(value: object, field: str = "codec") -> Codec | None:
+    """``value`` if it is a codec (``content_type``, ``encode``, ``decode``) or ``None``,
+    else :class:`InvalidInputError` naming ``field``."""
+    from ._codecs import Codec
+
+    if value is None or isinstance(value, Codec):
+        return value
+    raise InvalidInputError(
+        field,
+        f"expected a codec, got {type(value).__name__}",
+        limit="smclient.JSON, CSV, RAW, NPY or an object with content_type, encode, decode",
+    )

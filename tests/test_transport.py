@@ -681,7 +681,7 @@ def test_a_botocore_config_or_dict_is_a_configuration_error() -> None:
         Endpoint("ep-1", config=Config(read_timeout=5))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="ClientConfig"):
         Endpoint("ep-1", config={"read_timeout": 5})  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="RetryPolicy"):
+    with pytest.raises(InvalidInputError, match="RetryPolicy"):
         Endpoint("ep-1", retry={"timeout": 5})  # type: ignore[arg-type]
 
 

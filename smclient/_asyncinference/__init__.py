@@ -22,3 +22,10 @@ __all__ = [
     "submit",
     "wait",
 ]
+
+# Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "smclient"
+del _name, _obj

@@ -90,6 +90,12 @@ class S3AccessDeniedError(SMClientError):
         self.permission = permission
 
 
+# Tracebacks and reprs say smclient.AsyncInferenceError, whichever name was touched first.
+for _cls in (AsyncInferenceError, AsyncTimeoutError, S3AccessDeniedError):
+    _cls.__module__ = "smclient"
+del _cls
+
+
 def timeout_message(pending: Sequence[AsyncInvocation], waited: float, done: int) -> str:
     ids = ", ".join(p.inference_id for p in pending[:5])
     more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
