@@ -245,3 +245,20 @@ def test_unlisted_pages_are_filed_under_their_section(tmp_path: Path) -> None:
         "How-to": [("Spark", "howto/spark.md")],
         "Notebooks": [("Duplex", "notebooks/duplex.ipynb")],
     }
+
+
+def test_the_build_fails_when_a_public_name_has_no_anchor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # on_post_build reads the rendered pages; a warning fails `mkdocs build --strict`.
+    for namespace, page, *_ in REFERENCE.NAMESPACES:
+        html = tmp_path / Path(page).with_suffix("") / "index.html"
+        html.parent.mkdir(parents=True)
+        ids = [item.path for item in REFERENCE.public_names(namespace)]
+        if namespace == "smclient":
+            ids.remove("smclient.Endpoint")
+        html.write_text("".join(f'<h3 id="{i}">{i}</h3>' for i in ids))
+    with caplog.at_level("WARNING"):
+        REFERENCE.on_post_build({"site_dir": str(tmp_path)})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["public name smclient.Endpoint has no entry in the API reference"]
