@@ -262,3 +262,18 @@ def test_the_build_fails_when_a_public_name_has_no_anchor(
         REFERENCE.on_post_build({"site_dir": str(tmp_path)})
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == ["public name smclient.Endpoint has no entry in the API reference"]
+
+
+def test_changelog_links_work_from_the_site(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "CHANGELOG.md").write_text(
+        "- See [errors](docs/errors.md#tree), [the README](README.md), "
+        "[keep a changelog](https://keepachangelog.com/) and [above](#unreleased).\n"
+    )
+    monkeypatch.setattr(REFERENCE, "ROOT", tmp_path)
+    assert REFERENCE.changelog_page() == (
+        "- See [errors](errors.md#tree), "
+        "[the README](https://github.com/smclient/smclient/blob/main/README.md), "
+        "[keep a changelog](https://keepachangelog.com/) and [above](#unreleased).\n"
+    )
