@@ -277,3 +277,23 @@ def test_changelog_links_work_from_the_site(
         "[the README](https://github.com/smclient/smclient/blob/main/README.md), "
         "[keep a changelog](https://keepachangelog.com/) and [above](#unreleased).\n"
     )
+
+
+def test_links_leaving_docs_point_at_github() -> None:
+    spec = importlib.util.spec_from_file_location("_smclient_links", DOCS / "_tools/links.py")
+    assert spec is not None
+    assert spec.loader is not None
+    links = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(links)
+    text = (
+        "[a](../tests/test_docs.py) [b](../../CHANGELOG.md#unreleased) [c](retries.md) "
+        "[d](../missing.py) [e](https://x.org/a.md) [f](#here)"
+    )
+    assert links.outside_links(text, "howto/page.md", DOCS) == (
+        "[a](../tests/test_docs.py) "  # from docs/howto/ that is docs/tests/...: left alone
+        "[b](https://github.com/smclient/smclient/blob/main/CHANGELOG.md#unreleased) "
+        "[c](retries.md) [d](../missing.py) [e](https://x.org/a.md) [f](#here)"
+    )
+    assert links.outside_links("[t](../tests/test_docs.py)", "index.md", DOCS) == (
+        "[t](https://github.com/smclient/smclient/blob/main/tests/test_docs.py)"
+    )
