@@ -87,13 +87,44 @@ def bench(session: nox.Session) -> None:
     session.run("python", "tests/benchmarks/bench_stream.py")
     session.run("python", "tests/benchmarks/bench_poller.py")
     session.run("python", "tests/benchmarks/bench_local.py")
+    # smclient alone here; `nox -s bench_official` adds the official client (Python 3.12).
+    session.run("python", "tests/benchmarks/bench_duplex.py")
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The demo against the embedded local endpoint (no AWS account needed)."""
-    session.install("-e", ".[local]")
+    session.install("-e", ".[local,duplex]")
     session.run("smclient", "demo")
+
+
+def _python312() -> str:
+    """A Python 3.12 interpreter: on PATH, else pyenv's (nox skips the session if none)."""
+    import glob
+    import os
+    import shutil
+
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(os.path.join(root, "versions", "3.12.*", "bin", "python3.12")))
+    return found[-1] if found else (shutil.which("python3.12") or "3.12")
+
+
+@nox.session(python=_python312())
+def official_client(session: nox.Session) -> None:
+    """The official aws-sdk-sagemaker-runtime-http2 client (Python >= 3.12, CRT transport)
+    against the local bidirectional runtime; its test skips in the default suite."""
+    session.install("-e", ".[test]", "aws-sdk-sagemaker-runtime-http2[awscrt]")
+    session.run(
+        "python", "-m", "pytest", "tests/local/test_bidi_official_client.py", *session.posargs
+    )
+
+
+@nox.session(python=_python312())
+def bench_official(session: nox.Session) -> None:
+    """Bidirectional streaming through the local runtime: smclient and the official client
+    side by side in one run (the official client needs Python >= 3.12)."""
+    session.install("-e", ".[test]", "aws-sdk-sagemaker-runtime-http2[awscrt]")
+    session.run("python", "tests/benchmarks/bench_duplex.py", *session.posargs)
 
 
 @nox.session
