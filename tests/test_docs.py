@@ -297,3 +297,13 @@ def test_links_leaving_docs_point_at_github() -> None:
     assert links.outside_links("[t](../tests/test_docs.py)", "index.md", DOCS) == (
         "[t](https://github.com/smclient/smclient/blob/main/tests/test_docs.py)"
     )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_use_only_public_names(notebook: Path) -> None:
+    # Users copy notebook cells: nothing private (smclient._x, smclient.local._x, ...).
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "smclient" in code
+    private = re.findall(r"\bsmclient(?:\.\w+)*\._\w+|from \.+_\w+", code)
+    assert private == [], f"{notebook.name} uses private names: {private}"
