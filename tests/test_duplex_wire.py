@@ -438,3 +438,35 @@ def _wait_for(condition: Any) -> None:
             return
         done.wait(0.01)
     assert condition()
+
+
+def test_a_corrupt_event_from_the_service_breaks_the_stream_cleanly() -> None:
+    async def corrupt(call: BidiCall) -> None:
+        async for _ in call:
+            await call.send(b"fine")
+            await call._emit(b"\x00\x00\x00\x20" + b"\xff" * 28)  # bad prelude CRC
+
+    with BidiServer(corrupt) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        with endpoint.duplex() as stream:
+            stream.send(b"x")
+            assert stream.receive() == DuplexMessage(b"fine")
+            with pytest.raises(StreamInterruptedError, match="corrupt event-stream message"):
+                stream.receive()
+            with pytest.raises(StreamInterruptedError):
+                stream.send(b"y")
+
+
+def test_a_message_larger_than_max_message_bytes_fails_the_stream() -> None:
+    async def huge(call: BidiCall) -> None:
+        async for _ in call:
+            for _ in range(5):
+                await call.send(b"0123456789", complete=False)
+            await call.send(b"end")
+
+    with BidiServer(huge) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        with endpoint.duplex(max_message_bytes=32) as stream:
+            stream.send(b"x")
+            with pytest.raises(StreamInterruptedError, match="max_message_bytes=32"):
+                stream.receive()
