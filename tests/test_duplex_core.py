@@ -460,3 +460,16 @@ def test_missing_extra_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch)
     )
     with pytest.raises(ConfigurationError, match=r"smclient\[duplex\]"):
         endpoint.duplex()
+
+
+def test_decoder_refuses_impossible_lengths_and_joins_big_messages_in_linear_time() -> None:
+    from botocore.eventstream import ParserError
+
+    with pytest.raises(ParserError):
+        Decoder().feed(b"\x00\x00\x00\x05" + b"\x00" * 12)
+    big = encode_message([("n", "1")], b"z" * (4 * 1024 * 1024))
+    decoder = Decoder()
+    found = []
+    for start in range(0, len(big), 16384):  # as HTTP/2 DATA frames deliver it
+        found += decoder.feed(big[start : start + 16384])
+    assert [len(e.payload) for e in found] == [4 * 1024 * 1024]

@@ -470,3 +470,11 @@ def test_a_message_larger_than_max_message_bytes_fails_the_stream() -> None:
             stream.send(b"x")
             with pytest.raises(StreamInterruptedError, match="max_message_bytes=32"):
                 stream.receive()
+
+
+def test_an_8_mib_message_both_ways(server: BidiServer) -> None:
+    payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    with _endpoint(server).duplex() as stream:
+        stream.send(payload)  # 8 parts of 1 MiB
+        assert stream.receive() == DuplexMessage(payload.upper(), "BINARY")  # one 8 MiB event
+    assert server.events_received == 8

@@ -493,6 +493,9 @@ class H2Stream:
             else:
                 self._fail(self._broken(f"the service reset the stream (code {event.error_code})"))
         elif isinstance(event, h2.events.ConnectionTerminated):
+            graceful = event.error_code == 0 and (event.last_stream_id or 0) >= self._stream_id
+            if graceful:  # GOAWAY(NO_ERROR) that still covers our stream: it may finish
+                return
             if not self._ended:
                 self._fail(
                     self._broken(f"the service closed the connection (code {event.error_code})")

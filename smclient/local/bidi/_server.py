@@ -32,7 +32,7 @@ from typing_extensions import Self
 
 from smclient import DuplexMessage
 
-from ._frames import Joiner, decode_events, exception_event, payload_part, to_message
+from ._frames import FrameBuffer, Joiner, decode_events, exception_event, payload_part, to_message
 from ._verify import EventChain, SignatureError, verify_request
 
 __all__ = ["BidiCall", "BidiModelError", "BidiRejection", "BidiServer", "BidiStreamFailure"]
@@ -325,13 +325,11 @@ class _Stream:
         chain: EventChain | None,
         handler: Handler,
     ) -> None:
-        from botocore.eventstream import EventStreamBuffer
-
         self.conn = conn
         self.sid = sid
         self.chain = chain
         self.handler = handler
-        self.buffer = EventStreamBuffer()
+        self.buffer = FrameBuffer()
         self.reassembler = Joiner(conn.server.max_message_bytes)
         self.call = BidiCall(name, headers, self._emit)
         self.task: asyncio.Task[None] | None = None
@@ -364,15 +362,12 @@ class _Stream:
 
         if self.input_done or self.failed:
             return
-        self.buffer.add_data(data)
         try:
-            messages: list[Any] = list(self.buffer)
+            messages = self.buffer.feed(data)
         except ParserError as exc:
             self._refuse(f"corrupt event-stream message: {exc}")
             return
-        for outer in messages:
-            headers: dict[str, Any] = dict(outer.headers)
-            payload = bytes(outer.payload)
+        for headers, payload in messages:
             signed = ":chunk-signature" in headers or ":date" in headers
             if self.chain is not None:
                 try:
