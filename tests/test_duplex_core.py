@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("h2", reason="bidirectional streaming needs the 'duplex' extra (h2)")
 
+import contextlib
+
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from smclient import (
@@ -473,3 +475,26 @@ def test_decoder_refuses_impossible_lengths_and_joins_big_messages_in_linear_tim
     for start in range(0, len(big), 16384):  # as HTTP/2 DATA frames deliver it
         found += decoder.feed(big[start : start + 16384])
     assert [len(e.payload) for e in found] == [4 * 1024 * 1024]
+
+
+@given(st.binary(max_size=200), st.integers(min_value=1, max_value=50))
+def test_decoder_fuzz_only_parser_errors_escape(data: bytes, cut: int) -> None:
+    from botocore.eventstream import ParserError
+
+    decoder = Decoder()
+    try:
+        for start in range(0, len(data), cut):
+            for event in decoder.feed(data[start : start + cut]):
+                assert isinstance(event.payload, bytes)
+    except ParserError:
+        pass
+
+
+@given(st.binary(max_size=200))
+def test_local_frame_buffer_fuzz_only_parser_errors_escape(data: bytes) -> None:
+    from botocore.eventstream import ParserError
+
+    from smclient.local.bidi._frames import FrameBuffer
+
+    with contextlib.suppress(ParserError):
+        FrameBuffer().feed(data)
