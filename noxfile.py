@@ -1,10 +1,14 @@
-"""Sessions: tests, lint, typecheck, docs, bench, demo. Run one with ``nox -s NAME``."""
+"""Sessions: tests, lint, typecheck, docs, notebooks, package, bench, demo. Run one with
+``nox -s NAME``; CI (``.ci/run``) runs them in its own environment with ``nox --no-venv``."""
 
 from __future__ import annotations
 
+import glob
+import shutil
+
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "package"]
 nox.options.default_venv_backend = "venv"
 
 
@@ -33,10 +37,45 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Check the docs: every Python block compiles, every relative link resolves,
-    and the examples marked runnable run."""
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "tests/test_docs.py", *session.posargs)
+    """The documentation site, strict: the code-block and link checks of the pages, the
+    reference checks, ``mkdocs build --strict`` (a broken link, a missing reference or any
+    warning fails it), then every notebook run top to bottom. ``-- --no-notebooks`` builds
+    only; the site lands in ``site/``."""
+    _install(session, "-e", ".[test,docs]")
+    session.run("python", "-m", "pytest", "tests/test_docs.py", "tests/test_docs_recipes.py")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+    if "--no-notebooks" not in session.posargs:
+        notebooks(session)
+
+
+@nox.session
+def notebooks(session: nox.Session) -> None:
+    """Run every notebook in docs/notebooks/ top to bottom against the embedded local
+    endpoint (no AWS account, no network), failing on the first error."""
+    _install(session, "-e", ".[docs]")
+    session.run("python", "docs/_tools/run_notebooks.py", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel, ``twine check`` them, and check what the wheel holds
+    (py.typed, the demo's sample models, nothing from tests/)."""
+    _install(session, "build>=1.2", "twine>=5.1")
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", "dist")
+    session.run("twine", "check", "--strict", *_dists(session))
+    session.run("python", "tests/check_dist.py", *_dists(session))
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    """``session.install``, except under ``nox --no-venv`` (CI), whose environment already
+    has everything from ``pip install -e '.[dev]'``."""
+    if session.venv_backend != "none":
+        session.install(*args)
+
+
+def _dists(session: nox.Session) -> list[str]:
+    return sorted(glob.glob("dist/smclient-*.tar.gz") + glob.glob("dist/smclient-*.whl"))
 
 
 @nox.session

@@ -815,6 +815,8 @@ def http_error(operation: str, status: int, headers: Any, body: bytes) -> Except
     shape = model.service_model.shape_for_error_code(code) if code else None
     if shape is not None:
         parsed.update(create_parser(model.metadata["protocol"]).parse(raw, shape))
+    # As the boto3 path's before-parse hook does for a 424 without its error type.
+    keep_model_error_fields(raw, parsed)
     meta = parsed.setdefault("ResponseMetadata", {})
     meta["HTTPStatusCode"] = status
     meta["HTTPHeaders"] = {str(k).lower(): v for k, v in headers.items()}
