@@ -140,3 +140,22 @@ def test_serve_refuses_bidi_container_without_a_container() -> None:
         )
         == 2
     )
+
+
+def test_the_runtime_also_serves_bidirectional_streams_over_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("cryptography")
+    with LocalRuntime([EndpointSpec("talk", bidi_handler=shout)]) as runtime:
+        assert runtime.bidi_tls_url is not None
+        assert runtime.bidi_tls_url.startswith("https://127.0.0.1:")
+        assert runtime.bidi_cafile is not None
+        monkeypatch.setenv("AWS_CA_BUNDLE", runtime.bidi_cafile)
+        from smclient import ClientConfig, Endpoint
+
+        endpoint = Endpoint(
+            "talk", endpoint_url=runtime.bidi_tls_url, config=ClientConfig(sign_requests=False)
+        )
+        with endpoint.duplex() as stream:
+            stream.send("secure")
+            assert stream.receive() == DuplexMessage(b"SECURE", "UTF8")
