@@ -498,3 +498,25 @@ def test_local_frame_buffer_fuzz_only_parser_errors_escape(data: bytes) -> None:
 
     with contextlib.suppress(ParserError):
         FrameBuffer().feed(data)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("part_size", 0),
+        ("part_size", True),
+        ("part_size", 1.5),
+        ("max_message_bytes", 0),
+        ("read_timeout", 0),
+        ("read_timeout", float("nan")),
+        ("read_timeout", float("inf")),
+        ("close_timeout", -1),
+    ],
+)
+def test_stream_options_are_checked_before_sending(option: str, value: object) -> None:
+    endpoint = Endpoint(
+        "e", endpoint_url="http://127.0.0.1:9", config=ClientConfig(sign_requests=False)
+    )
+    with pytest.raises(InvalidInputError) as info:
+        endpoint.duplex(**{option: value})  # type: ignore[arg-type]
+    assert info.value.field == option
