@@ -7,6 +7,7 @@ timeout, the smallest the loop can honour reliably."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -478,3 +479,38 @@ def test_an_8_mib_message_both_ways(server: BidiServer) -> None:
         stream.send(payload)  # 8 parts of 1 MiB
         assert stream.receive() == DuplexMessage(payload.upper(), "BINARY")  # one 8 MiB event
     assert server.events_received == 8
+
+
+def test_text_that_is_not_valid_unicode_is_refused_before_sending(server: BidiServer) -> None:
+    with _endpoint(server).duplex() as stream:
+        with pytest.raises(InvalidInputError, match="surrogates"):
+            stream.send("bad \ud800 text")
+        stream.send("fine")  # the stream is untouched
+        assert stream.receive() == DuplexMessage(b"FINE", "BINARY")
+    assert server.events_received == 1
+
+
+def test_a_credential_refresh_that_fails_is_a_configuration_error() -> None:
+    from smclient import ConfigurationError
+
+    calls = [0]
+
+    def refresh() -> dict[str, str]:
+        calls[0] += 1
+        if calls[0] > 2:  # the initial load and the check before connecting succeed
+            raise RuntimeError("the SSO token expired")
+        soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        return {
+            "access_key": "AKIDLOCAL",
+            "secret_key": "local-secret",
+            "token": "t",
+            "expiry_time": soon.isoformat(),
+        }
+
+    creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    session = boto3.Session(region_name="us-west-2")
+    session._session._credentials = creds
+    with BidiServer(echo, credentials=KEYS) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, boto3_session=session)
+        with pytest.raises(ConfigurationError, match="SSO token expired"), endpoint.duplex():
+            pass

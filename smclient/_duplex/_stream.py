@@ -25,6 +25,7 @@ import attrs
 from typing_extensions import Self
 
 from .._errors import (
+    ConfigurationError,
     ConnectError,
     DuplexClosedError,
     ErrorContext,
@@ -154,7 +155,14 @@ class H2Stream:
         import h2.settings
 
         s = self._s
-        creds = await asyncio.to_thread(s.credentials)
+        try:
+            creds = await asyncio.to_thread(s.credentials)
+        except SMClientError:
+            raise
+        except Exception as exc:  # a refresh that failed (SSO expired, role not assumable...)
+            raise ConfigurationError(
+                f"could not get AWS credentials for the stream: {type(exc).__name__}: {exc}"
+            ) from exc
         target = s.target
         context = None
         if target.scheme == "https":
@@ -309,7 +317,14 @@ class H2Stream:
         has failed, :class:`DuplexClosedError` after ``close_input``."""
         data_type: DataType
         if isinstance(data, str):
-            payload, data_type = data.encode("utf-8"), "UTF8"
+            try:
+                payload, data_type = data.encode("utf-8"), "UTF8"
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    "data",
+                    f"text cannot be sent as UTF-8 ({exc.reason} at index {exc.start})",
+                    limit="valid Unicode text (no lone surrogates)",
+                ) from None
         elif isinstance(data, bytes | bytearray | memoryview):
             payload, data_type = bytes(data), "BINARY"
         else:
