@@ -514,3 +514,17 @@ def test_a_credential_refresh_that_fails_is_a_configuration_error() -> None:
         endpoint = Endpoint("m", endpoint_url=server.url, boto3_session=session)
         with pytest.raises(ConfigurationError, match="SSO token expired"), endpoint.duplex():
             pass
+
+
+def test_the_30_minute_cap_also_cuts_a_silent_client() -> None:
+    now = [0.0]
+    with BidiServer(echo, clock=lambda: now[0]) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        with endpoint.duplex() as stream:
+            stream.send(b"hi")
+            assert stream.receive() == DuplexMessage(b"HI")
+            assert server.enforce_max_age() == 0  # young
+            now[0] = 1800.0  # the client only listens from here on
+            assert server.enforce_max_age() == 1
+            with pytest.raises(StreamInterruptedError):
+                _drain(stream)

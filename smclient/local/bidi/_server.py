@@ -488,8 +488,9 @@ class BidiServer:
     needs the ``cryptography`` package), else cleartext h2c with prior knowledge.
     ``reject(endpoint_name, headers)`` may return a :class:`BidiRejection` to answer a
     stream with an error instead. ``max_connection_age`` (seconds, default 1800 as on
-    SageMaker) cuts a connection, by ``clock``, at its next incoming frame once older;
-    :meth:`cut_connections` cuts them all now.
+    SageMaker) cuts a connection once older by ``clock`` (checked at each incoming frame and
+    once a second; :meth:`enforce_max_age` checks now); :meth:`cut_connections` cuts them
+    all now.
 
     .. versionadded:: 0.2.0
     """
@@ -533,6 +534,7 @@ class BidiServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[_Conn] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -579,6 +581,7 @@ class BidiServer:
                     self._accept, self.host, self.port, ssl=context
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
+                self._watcher = asyncio.get_running_loop().create_task(self._watch_ages())
             except BaseException as exc:
                 failure.append(exc)
             finally:
@@ -624,6 +627,28 @@ class BidiServer:
         finally:
             self._conns.discard(conn)
 
+    async def _watch_ages(self) -> None:
+        # Silent connections too reach the cap: look once a second (real time; the age
+        # itself is read from ``clock``).
+        while True:
+            await asyncio.sleep(1.0)
+            self._cut_aged()
+
+    def _cut_aged(self) -> int:
+        aged = [conn for conn in self._conns if self._aged(conn)]
+        for conn in aged:
+            conn.cut()
+        return len(aged)
+
+    def enforce_max_age(self) -> int:
+        """Cut the connections older than ``max_connection_age`` by ``clock`` now (the
+        server also looks once a second, and at each incoming frame); returns how many."""
+
+        async def cut() -> int:
+            return self._cut_aged()
+
+        return int(self._run(cut()))
+
     def cut_connections(self) -> int:
         """Drop every open connection now, without a goodbye; returns how many."""
 
@@ -658,6 +683,8 @@ class BidiServer:
                 conn.cut()  # their read loops end on their own, no cancellation noise
             for task in handlers:
                 task.cancel()
+            if self._watcher is not None:
+                self._watcher.cancel()
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             if pending:
                 await asyncio.wait(pending, timeout=2)
