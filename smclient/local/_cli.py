@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
         ),
     ):
         serve.add_argument(option, action="append", default=[], metavar=metavar, help=text)
+    serve.add_argument(
+        "--bidi-handler",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:ATTR",
+        help="an async handler of bidirectional streams for endpoint NAME (alone: an "
+        "endpoint that serves only those); needs smclient[duplex]",
+    )
+    serve.add_argument(
+        "--bidi-container",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="front the container of endpoint NAME over the bidirectional WebSocket contract",
+    )
     serve.add_argument("--instances", type=int, default=1, help="instances per endpoint")
     serve.add_argument(
         "--invocation-window", type=float, help="seconds a call waits for a model load"
@@ -137,8 +152,9 @@ def _spec(entry: object) -> EndpointSpec:
         raise ConfigError(f"an endpoint must be a JSON object, got {entry!r}")
     entry = dict(entry)
     name = entry.get("name")
-    if "handler" in entry and isinstance(entry["handler"], str):
-        entry["handler"] = _import(entry["handler"])
+    for key in ("handler", "bidi_handler"):
+        if key in entry and isinstance(entry[key], str):
+            entry[key] = _import(entry[key])
     # Unknown keys (TypeError) and bad values (ValueError) in any part of the entry are
     # the user's description, not a failure to start: exit status 2, endpoint named.
     try:
@@ -181,12 +197,37 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpe
                 entry["multi_model"] = {"invocation_window": window}
             entries.append(entry)
     _apply_model_roots(args.model_root, entries)
+    _apply_bidi(args.bidi_handler, args.bidi_container, entries)
     if not entries:
-        raise ConfigError("no endpoint given (use --handler/--model/--mme/--container or --config)")
+        raise ConfigError(
+            "no endpoint given (use --handler/--model/--mme/--container/--bidi-handler or --config)"
+        )
     try:
         return config, [_spec(e) for e in entries]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _apply_bidi(handlers: list[str], containers: list[str], entries: list[object]) -> None:
+    """``--bidi-handler NAME=MODULE:ATTR`` and ``--bidi-container NAME``."""
+    by_name = {e.get("name"): e for e in entries if isinstance(e, dict)}
+    for value in handlers:
+        name, sep, target = value.partition("=")
+        if not sep or not name or not target:
+            raise ConfigError(f"--bidi-handler takes NAME=MODULE:ATTR, got {value!r}")
+        entry = by_name.get(name)
+        if entry is None:
+            entry = by_name[name] = {"name": name}
+            entries.append(entry)
+        entry["bidi_handler"] = target
+    for name in containers:
+        entry = by_name.get(name)
+        if entry is None or not any(k in entry for k in ("container_url", "container_image")):
+            raise ConfigError(
+                f"--bidi-container {name}: no container endpoint {name!r} (give it with "
+                "--container or --image)"
+            )
+        entry["container_bidi"] = True
 
 
 def _apply_model_roots(values: list[str], entries: list[object]) -> None:
@@ -273,6 +314,8 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
                 kind = "multi-model" if spec.is_multi_model else "single-model"
                 if spec.async_config is not None:
                     kind += ", async"
+                if spec.serves_bidi:
+                    kind = "bidirectional only" if spec.is_bidi_only else kind + ", bidirectional"
                 print(
                     f"  endpoint {spec.name} ({kind}, {spec.instance_count} instance(s))", file=out
                 )
