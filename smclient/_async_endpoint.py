@@ -468,3 +468,9 @@ async def as_completed_async(
         if completion is done:
             return
         yield completion  # type: ignore[misc]
+
+
+# Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
+for _cls in (AsyncEndpoint, AsyncModelHandle):
+    _cls.__module__ = "smclient"
+del _cls
