@@ -27,7 +27,7 @@ from ._asynchttp import AsyncPools, AsyncStreamResponse, send_async
 from ._clients import ClientConfig
 from ._codecs import Codec
 from ._endpoint import Endpoint
-from ._errors import ErrorContext
+from ._errors import ErrorContext, translate
 from ._fasthttp import FastTransport
 from ._models import InvocationResult
 from ._request import ASYNC, INVOKE, STREAM, AsyncResponse, InvokeResponse, Request
@@ -209,7 +209,12 @@ class AsyncEndpoint:
     async def transport(self) -> str:
         """The transport the next runtime call would use: ``"fast"`` (asyncio sockets) or
         ``"boto3"`` (the boto3 client in a worker thread)."""
-        return str((await self._requester._transport()).name)
+        try:
+            return str((await self._requester._transport()).name)
+        except Exception as exc:  # no region, no credentials...: the typed error
+            if type(exc).__module__.startswith("botocore"):
+                raise translate(exc, ErrorContext(self.name)) from exc
+            raise
 
     def client(self, service: str = "sagemaker-runtime") -> Any:
         """The boto3 client this endpoint uses for ``service`` (built on first use)."""
@@ -471,9 +476,6 @@ async def as_completed_async(
 
 
 # Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
-for _cls in (
-    AsyncEndpoint,
-    AsyncModelHandle,
-):
+for _cls in (AsyncEndpoint, AsyncModelHandle):
     _cls.__module__ = "smclient"
 del _cls

@@ -231,6 +231,4 @@ class AsyncSession:
 
 
 # Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
-for _cls in (AsyncSession,):
-    _cls.__module__ = "smclient"
-del _cls
+AsyncSession.__module__ = "smclient"

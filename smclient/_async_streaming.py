@@ -180,6 +180,4 @@ class AsyncResponseStream:
 
 
 # Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
-for _cls in (AsyncResponseStream,):
-    _cls.__module__ = "smclient"
-del _cls
+AsyncResponseStream.__module__ = "smclient"

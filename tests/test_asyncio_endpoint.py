@@ -482,3 +482,29 @@ def test_an_async_endpoint_pickles_without_its_pools(runtime: ScriptedRuntime) -
             await copy.aclose()
 
     asyncio.run(main())
+
+
+def test_the_boto3_transport_in_a_thread_streams_and_holds_sessions(
+    runtime: ScriptedRuntime,
+) -> None:
+    """transport='boto3' (what moto, a Stubber or a handler selects): the same answers."""
+    runtime.queue(
+        _event_stream(*map(es.payload_part, [b"a\nb", b"\nc"])),
+        _opened(),
+        Reply.ok(b"in session"),
+        _closed(),
+    )
+
+    async def main() -> None:
+        config = ClientConfig(sign_requests=False, transport="boto3")
+        async with _ep(runtime, config=config) as ep:
+            assert await ep.transport() == "boto3"
+            async with ep.stream(b"x") as s:
+                assert [line async for line in s.lines()] == ["a", "b", "c"]
+                assert s.bytes_received == 5
+            async with ep.session() as session:
+                assert (await session.invoke(b"q")).body == b"in session"
+
+    asyncio.run(main())
+    ids = [r.headers.get("x-amzn-sagemaker-session-id") for r in runtime.requests]
+    assert ids == [None, "NEW_SESSION", SID, SID]

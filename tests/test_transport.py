@@ -754,3 +754,13 @@ def test_tls_is_verified_against_aws_ca_bundle(
     ep = Endpoint("ep-1", endpoint_url=url, config=config)
     assert ep.transport == transport
     assert ep.invoke(b"x").body == b"ok"
+
+
+def test_asking_for_the_transport_without_a_region_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ConfigurationError, match="region"):
+        _ = Endpoint("ep-1").transport
