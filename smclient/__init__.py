@@ -23,6 +23,7 @@ from ._errors import (
     ConfigurationError,
     ConnectError,
     ConnectionClosedError,
+    DuplexClosedError,
     InternalDependencyError,
     InternalFailureError,
     InternalStreamFailureError,
@@ -36,6 +37,7 @@ from ._errors import (
     ServiceUnavailableError,
     SMClientError,
     StreamInterruptedError,
+    StreamReconnectedError,
     StreamTimeoutError,
     ThrottlingError,
     TransportError,
@@ -76,12 +78,20 @@ if TYPE_CHECKING:
         create_multi_model_endpoint,
         delete_endpoint,
     )
+    from ._duplex import (
+        AsyncDuplexStream,
+        DuplexMessage,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
+    )
 
 __all__ = [
     "CSV",
     "JSON",
     "NPY",
     "RAW",
+    "AsyncDuplexStream",
     "AsyncInferenceError",
     "AsyncInvocation",
     "AsyncTimeoutError",
@@ -96,6 +106,9 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionClosedError",
+    "DuplexClosedError",
+    "DuplexMessage",
+    "DuplexStream",
     "Endpoint",
     "EndpointCreationError",
     "InternalDependencyError",
@@ -112,6 +125,8 @@ __all__ = [
     "Poller",
     "RawCodec",
     "ReadTimeoutError",
+    "ReconnectEvent",
+    "ReconnectPolicy",
     "ResponseStream",
     "RetriesExhaustedError",
     "RetryEvent",
@@ -132,6 +147,7 @@ __all__ = [
     "SessionProtocol",
     "SessionState",
     "StreamInterruptedError",
+    "StreamReconnectedError",
     "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
@@ -144,8 +160,10 @@ __all__ = [
     "wait",
 ]
 
-# Async inference and endpoint creation load on first use: they cost ~30 ms of import time.
+# Async inference, endpoint creation and bidirectional streaming load on first use: they
+# cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
+    "AsyncDuplexStream": "_duplex",
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
@@ -154,8 +172,12 @@ _LAZY = {
     "BatchRun": "_batch",
     "BatchSummary": "_batch",
     "Completion": "_asyncinference",
+    "DuplexMessage": "_duplex",
+    "DuplexStream": "_duplex",
     "EndpointCreationError": "_deploy",
     "Poller": "_asyncinference",
+    "ReconnectEvent": "_duplex",
+    "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
     "WaitResult": "_asyncinference",

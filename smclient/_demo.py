@@ -122,6 +122,42 @@ def _async_section(say: Any) -> None:
         control.close()
 
 
+def _duplex_section(say: Any) -> None:
+    """A bidirectional stream: audio-like binary chunks in while text comes out, blocking
+    and asyncio (needs the ``duplex`` extra)."""
+    import asyncio
+
+    from .local import EndpointSpec, LocalRuntime
+
+    async def transcriber(call: Any) -> None:
+        heard = 0
+        async for message in call:
+            if message.is_text:  # the application's "done"
+                await call.send(f"final: {heard} bytes of audio")
+                return
+            heard += len(message.data)
+            await call.send(f"partial: {heard} bytes so far")
+
+    chunks = [bytes(3200)] * 3  # 100 ms each of 16 kHz 16-bit silence
+    with LocalRuntime([EndpointSpec("transcriber", bidi_handler=transcriber)]) as runtime:
+        endpoint = runtime.endpoint("transcriber")
+        with endpoint.duplex() as stream:
+            for chunk in chunks:
+                stream.send(chunk)  # bytes -> BINARY
+                say(f"   {stream.receive().text}")  # type: ignore[union-attr]
+            stream.send("done")  # str -> UTF8
+            say(f"   {[m.text for m in stream]}")
+
+        async def talk() -> list[str]:
+            async with endpoint.duplex_async() as stream:
+                for chunk in chunks:
+                    await stream.send(chunk)
+                await stream.send("done")
+                return [m.text async for m in stream]
+
+        say(f"   asyncio: {asyncio.run(talk())[-1]}")
+
+
 def run(
     out: TextIO, *, load_seconds: float = 1.5, window: float = 0.5, with_async: bool = True
 ) -> int:
@@ -210,5 +246,12 @@ def run(
         if with_async:
             say("\n9. Asynchronous inference: S3 in, S3 out, SNS notifications via SQS")
             _async_section(say)
+        say("\n10. A bidirectional stream (HTTP/2): audio chunks in, text out")
+        try:
+            import h2  # noqa: F401
+        except ImportError:
+            say("   skipped: needs pip install 'smclient[duplex]'")
+        else:
+            _duplex_section(say)
         say("\nlocal runtime stopped; nothing left running")
     return 0

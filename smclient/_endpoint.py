@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
@@ -34,6 +34,13 @@ if TYPE_CHECKING:
     from ._asyncinference import AsyncInvocation
     from ._batch import BatchRun
     from ._batch._progress import BatchProgress
+    from ._duplex import (
+        AsyncDuplexStream,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
+        StreamSettings,
+    )
 
 __all__ = ["Endpoint", "ModelHandle"]
 
@@ -365,6 +372,120 @@ class Endpoint:
             custom_attributes=custom_attributes,
         )
         return self._requester.stream(request, retry)
+
+    def duplex(
+        self,
+        *,
+        target_variant: str | None = None,
+        model_invocation_path: str | None = None,
+        model_query_string: str | None = None,
+        fips: bool = False,
+        part_size: int = 1024 * 1024,
+        raw_parts: bool = False,
+        read_timeout: float | None = None,
+        close_timeout: float = 5.0,
+        wait_for_response: bool = True,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], None] | None = None,
+    ) -> DuplexStream:
+        """A bidirectional stream (``InvokeEndpointWithBidirectionalStream``, HTTP/2):
+        ``with endpoint.duplex() as stream:`` then ``stream.send(...)``, ``for message in
+        stream`` and ``stream.close_input()``. Needs ``pip install 'smclient[duplex]'``.
+
+        ``target_variant``, ``model_invocation_path`` (the container's WebSocket path,
+        relative, <= 100 characters) and ``model_query_string`` (``k=v&k=v``, <= 2048) are
+        checked before anything is sent. The stream goes to
+        ``https://runtime.sagemaker.{region}.amazonaws.com:8443`` (``fips=True``: the
+        FIPS host), or to ``endpoint_url`` when the endpoint has one (``http://`` means
+        cleartext HTTP/2, for local endpoints). Sends larger than ``part_size`` bytes
+        (default 1 MiB) go as ``PARTIAL`` parts; received parts are joined into whole
+        messages (at most ``max_message_bytes``, default 64 MiB) unless ``raw_parts``.
+        ``read_timeout`` (seconds, default the config's) bounds each wait for the answer's
+        headers and for the next message; ``close_timeout`` (seconds, default 5) bounds
+        the graceful close. ``wait_for_response=False`` returns from ``open`` without
+        waiting for the answer's headers (errors then surface on the next send or read).
+        Nothing is retried unless ``reconnect`` (a :class:`ReconnectPolicy`) is given:
+        then a broken stream is replaced by a new one and ``on_reconnect(event)`` is
+        called (in a worker thread), data already sent is never replayed. See
+        :class:`smclient.DuplexStream` for errors and closing.
+
+        .. versionadded:: 0.2.0
+        """
+        from ._duplex import DuplexStream
+
+        return DuplexStream(
+            reconnect=reconnect,
+            on_reconnect=on_reconnect,
+            settings=self._duplex_settings(
+                target_variant=target_variant,
+                model_invocation_path=model_invocation_path,
+                model_query_string=model_query_string,
+                fips=fips,
+                part_size=part_size,
+                raw_parts=raw_parts,
+                read_timeout=read_timeout,
+                close_timeout=close_timeout,
+                wait_for_response=wait_for_response,
+                max_message_bytes=max_message_bytes,
+            ),
+        )
+
+    def duplex_async(
+        self,
+        *,
+        target_variant: str | None = None,
+        model_invocation_path: str | None = None,
+        model_query_string: str | None = None,
+        fips: bool = False,
+        part_size: int = 1024 * 1024,
+        raw_parts: bool = False,
+        read_timeout: float | None = None,
+        close_timeout: float = 5.0,
+        wait_for_response: bool = True,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], Awaitable[None] | None] | None = None,
+    ) -> AsyncDuplexStream:
+        """The asyncio form of :meth:`duplex` (same arguments): ``async with
+        endpoint.duplex_async() as stream:``, ``await stream.send(...)``, ``async for
+        message in stream``. Use it inside a running event loop; ``on_reconnect`` may be
+        a coroutine function.
+
+        .. versionadded:: 0.2.0
+        """
+        from ._duplex import AsyncDuplexStream
+
+        return AsyncDuplexStream(
+            reconnect=reconnect,
+            on_reconnect=on_reconnect,
+            settings=self._duplex_settings(
+                target_variant=target_variant,
+                model_invocation_path=model_invocation_path,
+                model_query_string=model_query_string,
+                fips=fips,
+                part_size=part_size,
+                raw_parts=raw_parts,
+                read_timeout=read_timeout,
+                close_timeout=close_timeout,
+                wait_for_response=wait_for_response,
+                max_message_bytes=max_message_bytes,
+            ),
+        )
+
+    def _duplex_settings(self, **options: Any) -> StreamSettings:
+        from ._duplex import settings_for
+
+        factory = self._factory
+        return settings_for(
+            endpoint_name=self._name,
+            region=factory.region,
+            endpoint_url=factory.endpoint_url,
+            # The factory's session is the one boto3 clients get: same credentials chain.
+            boto3_session=getattr(factory, "_session", None),
+            config=factory.config,
+            **options,
+        )
 
     @property
     def requester(self) -> Requester:

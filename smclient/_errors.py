@@ -24,6 +24,9 @@
     ├── RetriesExhaustedError             the policy gave up (.attempts .elapsed .history);
     │                                     also a base of the last error raised then, so
     │                                     ``except ModelNotReadyError`` still catches it
+    ├── DuplexClosedError                 a bidirectional stream used after its input closed
+    ├── StreamReconnectedError            a send met a broken bidirectional stream, which was
+    │                                     reopened (.error .attempt); nothing was resent
     ├── SessionError                      a session could not be used as asked
     │   ├── SessionClosedError            closed, detached, or rejected by the endpoint
     │   │   └── SessionExpiredError       past its expiry (checked before sending)
@@ -60,6 +63,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "ConnectionClosedError",
+    "DuplexClosedError",
     "InternalDependencyError",
     "InternalFailureError",
     "InternalStreamFailureError",
@@ -73,6 +77,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailableError",
     "StreamInterruptedError",
+    "StreamReconnectedError",
     "StreamTimeoutError",
     "ThrottlingError",
     "TransportError",
@@ -717,6 +722,90 @@ def translate(exc: BaseException, ctx: ErrorContext) -> SMClientError:
     raise TypeError(f"not a botocore error: {exc!r}")  # programming error, keep it loud
 
 
+# --- Bidirectional streaming (InvokeEndpointWithBidirectionalStream, protocol.md §8) ---
+
+
+class DuplexClosedError(SMClientError, RuntimeError):
+    """A bidirectional stream was used after its input was closed or after it ended
+    (``send`` after ``close_input``, or after the ``with`` block). A stream that *failed*
+    raises its failure instead (a :class:`ModelStreamError`, ...), never this.
+
+    .. versionadded:: 0.2.0
+    """
+
+
+# The HTTP/2 service's own error shapes, by code (``x-amzn-errortype``), then by status.
+_BIDI_BY_CODE: dict[str, type[ServiceError]] = {
+    "InputValidationError": ValidationError,
+    "ModelError": ModelError,
+    "InternalServerError": InternalFailureError,
+    "ServiceUnavailableError": ServiceUnavailableError,
+}
+_BIDI_BY_STATUS: dict[int, type[ServiceError]] = {
+    400: ValidationError,
+    424: ModelError,
+    429: ThrottlingError,
+    500: InternalFailureError,
+    503: ServiceUnavailableError,
+}
+
+
+def translate_bidi_response(
+    status: int, headers: dict[str, str], body: bytes, ctx: ErrorContext
+) -> ServiceError:
+    """Map a bidirectional stream's error answer (an HTTP status other than 200, before
+    any event) to the smclient tree, by ``x-amzn-errortype`` then by status.
+
+    ``headers`` have lower-case names. ``ModelError`` keeps the container's original
+    status, message and log stream (424 also means the container refused the WebSocket).
+    """
+    code = (headers.get("x-amzn-errortype") or "").split(":", 1)[0].strip()
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        parsed = {}
+    fields: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+    if not code:
+        code = str(fields.get("__type") or fields.get("code") or "").rsplit("#", 1)[-1]
+    cls = _BIDI_BY_CODE.get(code) or _BY_CODE.get(code) or _BIDI_BY_STATUS.get(status)
+    message = str(
+        fields.get("Message") or fields.get("message") or body[:500].decode(errors="replace")
+    )
+    common: dict[str, Any] = {
+        "error_code": code or f"HTTP{status}",
+        "http_status": status,
+        "request_id": headers.get("x-amzn-requestid"),
+        "endpoint": ctx.endpoint,
+        "operation": ctx.operation,
+        "target_model": ctx.target_model,
+        "attempts": ctx.attempts,
+    }
+    if cls is ModelError:
+        return ModelError(
+            message,
+            original_status_code=_int_or_none(fields.get("OriginalStatusCode")),
+            original_message=fields.get("OriginalMessage"),
+            log_stream_arn=fields.get("LogStreamArn"),
+            **common,
+        )
+    return (cls or ServiceError)(message, **common)
+
+
+class StreamReconnectedError(SMClientError):
+    """A ``send`` met a broken bidirectional stream and the reconnect policy opened a new
+    one. The message was *not* sent again (the model may or may not have received it):
+    send it again if it should be. ``error`` is what broke the old stream, ``attempt`` the
+    reconnect count. Raised only when a :class:`ReconnectPolicy` was given.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, message: str, *, error: SMClientError, attempt: int) -> None:
+        super().__init__(message)
+        self.error = error
+        self.attempt = attempt
+
+
 def http_error(operation: str, status: int, headers: Any, body: bytes) -> Exception:
     """An error answer received by smclient's own transport, as the botocore ``ClientError``
     boto3 would raise for it (parsed by botocore's response parser for ``operation``), to be
@@ -732,17 +821,14 @@ def http_error(operation: str, status: int, headers: Any, body: bytes) -> Except
     parser = create_parser(model.metadata["protocol"])
     raw = {"status_code": status, "headers": headers, "body": body}
     parsed = parser.parse(raw, model.output_shape)
-    # As the runtime client's before-parse hook does: a 424 keeps the container's fields
-    # even when it names no error type.
-    kept: dict[str, Any] = {}
-    keep_model_error_fields(raw, kept)
-    parsed.update(kept)
     # As botocore's endpoint does: a modeled error's members (ModelError's
     # OriginalStatusCode...) join the top level of the parsed response.
     code = (parsed.get("Error") or {}).get("Code")
     shape = model.service_model.shape_for_error_code(code) if code else None
     if shape is not None:
         parsed.update(create_parser(model.metadata["protocol"]).parse(raw, shape))
+    # As the boto3 path's before-parse hook does for a 424 without its error type.
+    keep_model_error_fields(raw, parsed)
     meta = parsed.setdefault("ResponseMetadata", {})
     meta["HTTPStatusCode"] = status
     meta["HTTPHeaders"] = {str(k).lower(): v for k, v in headers.items()}

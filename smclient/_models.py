@@ -46,6 +46,11 @@ class InvocationResult:
         """The body decoded with ``codec`` (for example ``smclient.NPY``)."""
         return codec.decode(self.body)
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import invocation_result
+
+        return invocation_result(self)
+
     def __repr__(self) -> str:
         # Never the body itself: it may be large or sensitive.
         return (

@@ -444,6 +444,11 @@ class Session:
             "and Session.attach() it on the other side"
         )
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import session
+
+        return session(self)
+
     def __repr__(self) -> str:
         info = self._core.info
         return (

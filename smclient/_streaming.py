@@ -175,6 +175,11 @@ class ResponseStream:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import response_stream
+
+        return response_stream(self)
+
     def __repr__(self) -> str:
         return (
             f"ResponseStream(content_type={self.content_type!r}, "

@@ -209,7 +209,7 @@ def test_per_item_failures_are_reported_in_place(local: LocalEndpoint) -> None:
     assert summary.failures == {
         "ValidationError": 1,
         "ModelError": 1,
-        # A give-up is the last real error (also a RetriesExhaustedError, issue 14).
+        # An exhausted cold start is raised as the last real error (docs/retries.md).
         "ModelNotReadyError": 1,
     }
     assert len(events) == 2  # the caller's own on_retry hook still sees every retry

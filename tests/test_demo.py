@@ -22,6 +22,8 @@ def test_the_demo_shows_every_section() -> None:
     assert "['streams', 'never', 'hang', 'on', 'a', 'partial', 'line']" in text
     assert "{'turn': 2, 'history': ['hello', 'how are you?']}" in text
     assert "{'score': 28}" in text  # async result decoded as JSON
+    assert "['final: 9600 bytes of audio']" in text  # the bidirectional stream, blocking
+    assert "asyncio: final: 9600 bytes of audio" in text  # and with asyncio
     leftover = {t.name for t in threading.enumerate()} - before
     assert not leftover, leftover
 

@@ -1,34 +1,247 @@
-"""The docs stay true: every Python block in README.md and docs/ compiles, and every
-relative link points at a file that exists."""
+"""The docs stay true: every Python block in README.md and docs/ compiles, every relative
+link points at a file that exists, every public name has a docstring and an entry in the
+generated API reference, and the notebooks are stored without outputs.
+
+The site itself is built (strictly) and the notebooks run by ``nox -s docs``."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = ROOT / "docs"
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    *sorted(p for p in DOCS.rglob("*.md") if "_tools" not in p.parts),
+]
+NOTEBOOKS = sorted((DOCS / "notebooks").glob("*.ipynb"))
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def _reference() -> ModuleType:
+    """docs/_tools/reference.py: the MkDocs hook that generates the reference pages."""
+    spec = importlib.util.spec_from_file_location(
+        "_smclient_reference", DOCS / "_tools/reference.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while building classes
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE = _reference()
+PUBLIC = [item for ns, *_ in REFERENCE.NAMESPACES for item in REFERENCE.public_names(ns)]
+
+
+GENERATED = set(REFERENCE.generated_pages())  # pages the site build makes (reference, changelog)
+
+
+def _page_id(page: Path) -> str:
+    return str(page.relative_to(DOCS)) if page.is_relative_to(DOCS) else page.name
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
 def test_python_blocks_compile(page: Path) -> None:
     for number, block in enumerate(BLOCK.findall(page.read_text())):
         compile(block, f"{page.name}[block {number}]", "exec")
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=_page_id)
 def test_relative_links_resolve(page: Path) -> None:
     for target in LINK.findall(page.read_text()):
         if "://" in target or target.startswith("mailto:"):
             continue
-        assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+        path = (page.parent / target).resolve()
+        generated = path.is_relative_to(DOCS) and str(path.relative_to(DOCS)) in GENERATED
+        assert path.exists() or generated, f"{page.name} links to missing {target}"
 
 
 def test_readme_quickstart_is_short_and_names_the_two_commands() -> None:
     text = (ROOT / "README.md").read_text()
     assert "python -m smclient demo" in text
     assert "python -m pytest" in text
+
+
+# --- The API reference --------------------------------------------------------------------
+
+
+def test_the_reference_covers_the_public_namespaces() -> None:
+    namespaces = {ns for ns, *_ in REFERENCE.NAMESPACES}
+    assert {"smclient", "smclient.local", "smclient.testing"} <= namespaces
+    # Any other public (not underscored) module of the package with an __all__ is too.
+    import pkgutil
+
+    import smclient
+
+    for info in pkgutil.iter_modules(smclient.__path__, "smclient."):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        module = importlib.import_module(info.name)
+        if hasattr(module, "__all__"):
+            assert info.name in namespaces, f"{info.name} is public but not in the reference"
+
+
+@pytest.mark.parametrize("item", PUBLIC, ids=lambda item: item.path)
+def test_every_public_name_is_in_the_generated_reference(item: Any) -> None:
+    pages = REFERENCE.generated_pages()
+    page = next(page for ns, page, *_ in REFERENCE.NAMESPACES if ns == item.namespace)
+    assert f"::: {item.path}\n" in pages[page]
+    assert f"][{item.path}]" in pages["reference/index.md"]
+
+
+def _own_docstring(obj: Any) -> str | None:
+    if isinstance(obj, type):
+        return obj.__dict__.get("__doc__")  # not one inherited from a base class
+    if callable(obj):
+        return getattr(obj, "__doc__", None)
+    return type(obj).__dict__.get("__doc__")  # a constant: its class says what it is
+
+
+@pytest.mark.parametrize("item", PUBLIC, ids=lambda item: item.path)
+def test_every_public_name_has_a_docstring(item: Any) -> None:
+    doc = _own_docstring(item.obj)
+    assert (doc or "").strip(), (
+        f"{item.path} has no docstring: say what it is, its units and defaults, and "
+        "'.. versionadded:: X.Y.Z'"
+    )
+
+
+@pytest.mark.parametrize("item", PUBLIC, ids=lambda item: item.path)
+def test_every_public_name_says_when_it_was_added(item: Any) -> None:
+    doc = _own_docstring(item.obj) or ""
+    assert re.search(r"\.\. versionadded:: \d+\.\d+\.\d+", doc), (
+        f"{item.path}: end its docstring with '.. versionadded:: X.Y.Z' (0.2.0 for new names)"
+    )
+
+
+def test_reference_kinds_sort_errors_from_classes() -> None:
+    kinds = {item.path: item.kind for item in PUBLIC}
+    assert kinds["smclient.Endpoint"] == "Classes"
+    assert kinds["smclient.ModelError"] == "Errors"
+    assert kinds["smclient.wait"] == "Functions"
+    assert kinds["smclient.JSON"] == "Constants"
+    assert kinds["smclient.testing.no_retry_waits"] == "Functions"
+
+
+# --- Notebooks ----------------------------------------------------------------------------
+
+
+def test_there_are_notebooks() -> None:
+    names = {path.name for path in NOTEBOOKS}
+    assert {"quickstart.ipynb", "multi-model.ipynb", "chat-session.ipynb"} <= names
+    assert "async-inference.ipynb" in names
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(notebook: Path) -> None:
+    cells = json.loads(notebook.read_text())["cells"]
+    for number, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{notebook.name} cell {number} has outputs"
+            assert cell["execution_count"] is None, f"{notebook.name} cell {number} ran"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_in_the_site_nav(notebook: Path) -> None:
+    assert f"notebooks/{notebook.name}" in (ROOT / "mkdocs.yml").read_text()
+
+
+# --- The docstring conversion (docs/_tools/griffe_rst.py) ---------------------------------------
+
+
+def _griffe_rst() -> ModuleType:
+    pytest.importorskip("griffe", reason="griffe comes with the docs extra (mkdocstrings)")
+    spec = importlib.util.spec_from_file_location("_griffe_rst", DOCS / "_tools/griffe_rst.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _converted(text: str) -> str:
+    import griffe
+
+    ext = _griffe_rst()
+    owner = griffe.Class("Thing", parent=griffe.Module("smclient"))
+    owner.set_member("close", griffe.Function("close", parent=owner))
+    owner.docstring = griffe.Docstring(text, parent=owner)
+    ext.RstToMarkdown().on_object(obj=owner)
+    assert owner.docstring is not None
+    return owner.docstring.value
+
+
+def test_rst_directives_become_markdown() -> None:
+    text = _converted(
+        "Do it::\n\n    with a:\n        b()\n\n.. code-block:: console\n\n    $ ls\n\n"
+        ".. note::\n    Careful.\n\n.. versionadded:: 0.2.0"
+    )
+    assert "Do it:\n\n```python\nwith a:\n    b()\n```" in text
+    assert "```console\n$ ls\n```" in text
+    assert "!!! note\n    Careful." in text
+    assert text.endswith('!!! info "Added in version 0.2.0"')
+
+
+def test_roles_become_optional_cross_references() -> None:
+    text = _converted(
+        "See :meth:`close`, :class:`~smclient.Endpoint`, :func:`wait` and "
+        ":meth:`Endpoint.invoke <smclient.Endpoint.invoke>`."
+    )
+    assert '<autoref identifier="smclient.Thing.close" optional><code>close</code>' in text
+    assert '<autoref identifier="smclient.Endpoint" optional><code>Endpoint</code>' in text
+    assert '<autoref identifier="smclient.wait" optional><code>wait</code>' in text
+    invoke = '<autoref identifier="smclient.Endpoint.invoke" optional><code>Endpoint.invoke</code>'
+    assert invoke in text
+
+
+# --- The nav (docs/_tools/nav.py files pages left out of mkdocs.yml) ---------------------------
+
+
+def _nav_hook() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_smclient_nav", DOCS / "_tools/nav.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _nav_pages() -> set[str]:
+    # mkdocs.yml's nav entries look like "  - Title: page.md" or "  - page.md".
+    text = (ROOT / "mkdocs.yml").read_text()
+    return set(re.findall(r"^\s*-\s+(?:[^:\n]+:\s+)?([\w./-]+\.(?:md|ipynb))\s*$", text, re.M))
+
+
+def test_nav_names_only_pages_that_exist_or_are_generated() -> None:
+    for page in _nav_pages():
+        assert (DOCS / page).exists() or page in GENERATED, f"mkdocs.yml names missing {page}"
+
+
+def test_unlisted_pages_are_filed_under_their_section(tmp_path: Path) -> None:
+    nav = _nav_hook()
+    (tmp_path / "howto").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "index.md").write_text("# Home\n")
+    (tmp_path / "transport.md").write_text("Intro\n\n# Choosing a `transport`\n")
+    (tmp_path / "howto" / "spark.md").write_text("no heading\n")
+    (tmp_path / "notebooks" / "duplex.ipynb").write_text(
+        json.dumps({"cells": [{"cell_type": "markdown", "source": ["# Duplex\n", "text"]}]})
+    )
+    missing = nav.unlisted(tmp_path, [{"Home": "index.md"}, {"Guides": []}])
+    assert missing == {
+        "Guides": [("Choosing a transport", "transport.md")],
+        "How-to": [("Spark", "howto/spark.md")],
+        "Notebooks": [("Duplex", "notebooks/duplex.ipynb")],
+    }

@@ -133,6 +133,10 @@ def _examples() -> dict[str, SMClientError]:
     s = smclient
     return {
         "SMClientError": s.SMClientError("base"),
+        "DuplexClosedError": s.DuplexClosedError("input closed"),
+        "StreamReconnectedError": s.StreamReconnectedError(
+            "reopened", error=s.StreamInterruptedError("cut", bytes_received=3), attempt=2
+        ),
         "InvalidInputError": s.InvalidInputError("body", "too big", limit="6 MB"),
         "ConfigurationError": s.ConfigurationError(
             "no region", endpoint="ep", operation="InvokeEndpoint"

@@ -8,6 +8,7 @@ def test_public_names_are_pinned() -> None:
         "JSON",
         "NPY",
         "RAW",
+        "AsyncDuplexStream",
         "AsyncInferenceError",
         "AsyncInvocation",
         "AsyncTimeoutError",
@@ -22,6 +23,9 @@ def test_public_names_are_pinned() -> None:
         "ConfigurationError",
         "ConnectError",
         "ConnectionClosedError",
+        "DuplexClosedError",
+        "DuplexMessage",
+        "DuplexStream",
         "Endpoint",
         "EndpointCreationError",
         "InternalDependencyError",
@@ -38,6 +42,8 @@ def test_public_names_are_pinned() -> None:
         "Poller",
         "RawCodec",
         "ReadTimeoutError",
+        "ReconnectEvent",
+        "ReconnectPolicy",
         "ResponseStream",
         "RetriesExhaustedError",
         "RetryEvent",
@@ -58,6 +64,7 @@ def test_public_names_are_pinned() -> None:
         "SessionProtocol",
         "SessionState",
         "StreamInterruptedError",
+        "StreamReconnectedError",
         "StreamTimeoutError",
         "ThrottlingError",
         "TransportError",
@@ -103,7 +110,8 @@ def test_import_builds_no_client_and_does_not_import_boto3() -> None:
 
     code = (
         "import sys, smclient; "
-        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference', 'smclient._batch')])"
+        "print(*[m in sys.modules for m in ('boto3', 'numpy', 'tenacity', 'smclient._asyncinference', "
+        "'smclient._batch', 'smclient._duplex', 'h2')])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False", "False", "False", "False"]
+    assert out.stdout.split() == ["False"] * 7

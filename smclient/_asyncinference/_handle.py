@@ -76,6 +76,11 @@ class AsyncInvocation:
         """What identifies this invocation in a poller: its output location."""
         return self.output_location
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from .._html import async_invocation
+
+        return async_invocation(self)
+
     def to_json(self) -> str:
         """The handle as a JSON string (without the endpoint object)."""
         data = attrs.asdict(
@@ -258,6 +263,11 @@ class Completion:
         if chosen is None and _is_json(_typed(content_type) or self.invocation.accept):
             chosen = JSON
         return data if chosen is None else chosen.decode(data)
+
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from .._html import completion
+
+        return completion(self)
 
     def exception(self) -> AsyncInferenceError | None:
         """The failure with the failure object's content (``None`` on success)."""

@@ -98,6 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     from .containers._check import add_arguments
 
     add_arguments(check)
+    check.add_argument(
+        "--bidirectional",
+        action="store_true",
+        help="check the bidirectional streaming contract (WebSocket) instead of the "
+        "multi-model one (needs smclient[duplex])",
+    )
+    check.add_argument(
+        "--bidi-path",
+        default="invocations-bidirectional-stream",
+        help="the WebSocket path (a model invocation path)",
+    )
+    check.add_argument(
+        "--bidi-probe", default=None, help="a text message to send, expecting an answer"
+    )
     return parser
 
 
@@ -294,6 +308,20 @@ def _closing(runtime: Any, out: TextIO) -> Iterator[None]:
             )
 
 
+def _check_bidirectional(args: argparse.Namespace, out: TextIO) -> int:
+    from .bidi._check import check_bidi_container
+    from .containers._check import format_table
+
+    results = check_bidi_container(
+        args.url, timeout=args.timeout, path=args.bidi_path, probe=args.bidi_probe
+    )
+    if results is None:
+        out.write(f"The container at {args.url} does not answer (GET /ping): is it running?\n")
+        return 2
+    out.write(format_table(results))
+    return 1 if any(r.result == "FAIL" for r in results) else 0
+
+
 def run_cli(
     argv: Sequence[str], *, out: TextIO | None = None, stop: threading.Event | None = None
 ) -> int:
@@ -310,6 +338,8 @@ def run_cli(
     except SystemExit as exc:  # argparse already printed the usage
         return int(exc.code or 0)
     try:
+        if args.command == "check-container" and args.bidirectional:
+            return _check_bidirectional(args, out)
         if args.command == "check-container":
             from .containers._check import run_from_args
 

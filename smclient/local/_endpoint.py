@@ -73,6 +73,7 @@ class HostedEndpoint:
         self._owned = True  # whether the endpoint made its handlers (then closes them)
         self._caches: list[ModelCache] = []
         self._client: Any = None
+        self._container_url: str | None = None
         self._docker: Any = None
         self._worker: Any = None
         self._timed = TimedCalls(f"smclient-local-invoke-{spec.name}")
@@ -144,6 +145,12 @@ class HostedEndpoint:
             )
         return ContainerModelLoader(self._client, artifacts, str)
 
+    def container_url(self) -> str:
+        """The base URL of this endpoint's running container (``http://host:port``)."""
+        if self._container_url is None:
+            raise RuntimeError(f"endpoint {self.spec.name} has no running container")
+        return self._container_url
+
     def _start_container(self) -> None:
         from .containers._client import ContainerClient
 
@@ -168,6 +175,7 @@ class HostedEndpoint:
             )
             url = self._docker.start()
         assert url is not None
+        self._container_url = url
         self._client = ContainerClient(url, timeout=spec.container_timeout)
         if not self._client.ping():
             raise RuntimeError(f"the container at {url} failed /ping")

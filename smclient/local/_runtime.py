@@ -20,7 +20,7 @@ from typing_extensions import Self
 from ._endpoint import HostedEndpoint
 from ._spec import EndpointSpec
 from .multimodel._cache import ModelStats
-from .server._http import LoopbackServer
+from .server._http import LoopbackServer, connect_host
 from .server._wire import (
     AsyncResult,
     InvocationRequest,
@@ -116,6 +116,7 @@ class LocalRuntime:
         self._embedded: Any = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._state = "new"
+        self._bidi: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -135,12 +136,20 @@ class LocalRuntime:
                 aws = self._embedded
                 _create_topics(self._embedded, self._specs)
             for spec in self._specs:
+                if spec.is_bidi_only:
+                    continue
                 workdir = Path(self._tmp.name) / spec.name
                 workdir.mkdir()
                 hosted = HostedEndpoint(spec, workdir, aws)
                 self._hosted[spec.name] = hosted
                 hosted.start()
-            self._server = LoopbackServer(self, host=self._host, port=self._port)
+            handoff = None
+            if any(spec.serves_bidi for spec in self._specs):
+                self._bidi = self._start_bidi()
+                handoff = self._bidi.adopt
+            self._server = LoopbackServer(
+                self, host=self._host, port=self._port, h2_handoff=handoff
+            )
             self._server.start(self._startup_timeout)
         except BaseException:
             self.close()
@@ -163,6 +172,9 @@ class LocalRuntime:
                 leftovers += hosted.close(self._shutdown_timeout)
         if self._server is not None:
             leftovers += self._server.close(self._shutdown_timeout)
+        if self._bidi is not None:
+            self._bidi.stop()
+            self._bidi = None
         if self._embedded is not None:
             self._embedded.__exit__(None, None, None)
             self._embedded = None
@@ -273,9 +285,34 @@ class LocalRuntime:
 
     # -- the server's Application --------------------------------------------------------
 
+    def _start_bidi(self) -> Any:
+        """The HTTP/2 server of the endpoints that serve bidirectional streams; the
+        HTTP/1.1 port hands it the connections that open with the HTTP/2 preface."""
+        from .bidi import BidiServer, ContainerBidiHandler
+
+        handlers: dict[str, Any] = {}
+        for spec in self._specs:
+            if spec.bidi_handler is not None:
+                handlers[spec.name] = spec.bidi_handler
+            elif spec.container_bidi:
+                handlers[spec.name] = ContainerBidiHandler(self._hosted[spec.name].container_url())
+        return BidiServer(handlers, host=connect_host(self._host)).start()
+
+    @property
+    def bidi_server(self) -> Any:
+        """The :class:`smclient.local.bidi.BidiServer` behind the bidirectional endpoints
+        (``None`` when no endpoint serves them): counters, ``cut_connections()``..."""
+        return self._bidi
+
     def _get(self, name: str) -> HostedEndpoint:
         hosted = self._hosted.get(name)
         if hosted is None:
+            spec = next((s for s in self._specs if s.name == name), None)
+            if spec is not None and spec.is_bidi_only:
+                raise ServiceError.validation(
+                    f"Endpoint {name} serves only bidirectional streams "
+                    "(InvokeEndpointWithBidirectionalStream)."
+                )
             raise ServiceError.endpoint_not_found(name)
         return hosted
 

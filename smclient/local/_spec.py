@@ -58,7 +58,14 @@ class EndpointSpec:
     running, as a container would). Async invocations are bounded by their
     ``InvocationTimeoutSeconds`` instead.
 
+    ``bidi_handler``: an async handler for bidirectional streams
+    (``InvokeEndpointWithBidirectionalStream``, see :mod:`smclient.local.bidi`), served on
+    the runtime's own port over HTTP/2 (alone, it makes an endpoint that serves only
+    those); ``container_bidi=True`` fronts the endpoint's container over the bidirectional
+    WebSocket contract instead. Both need the ``duplex`` extra.
+
     .. versionadded:: 0.1.0
+    .. versionadded:: 0.2.0 ``bidi_handler``, ``container_bidi``
     .. versionadded:: 0.2.0 ``container_image``, ``container_env``,
        ``container_startup_timeout``, ``instance_loading``; ``model_root`` with a
        multi-model container, or as an ``s3://`` URL.
@@ -85,6 +92,8 @@ class EndpointSpec:
     container_env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     container_startup_timeout: float = 120.0
     instance_loading: Literal["eager", "lazy"] = "eager"
+    bidi_handler: object | None = None
+    container_bidi: bool = False
 
     def __attrs_post_init__(self) -> None:
         if len(self.name) > 63 or not _NAME.fullmatch(self.name):
@@ -106,6 +115,12 @@ class EndpointSpec:
             raise ValueError("session_ttl must be > 0 seconds")
 
     def _check_sources(self) -> None:
+        if self.bidi_handler is not None and self.container_bidi:
+            raise ValueError("give bidi_handler or container_bidi=True, not both")
+        if self.container_bidi and not self.has_container:
+            raise ValueError("container_bidi=True needs container_url or container_image")
+        if self.is_bidi_only:
+            return
         if self.container_url is not None and self.container_image is not None:
             raise ValueError("give container_url or container_image, not both")
         if not self.has_container:
@@ -143,6 +158,21 @@ class EndpointSpec:
                     "model_dir with a container needs container_image (a running container "
                     "at container_url already has its model)"
                 )
+
+    @property
+    def is_bidi_only(self) -> bool:
+        """Whether this endpoint serves only bidirectional streams (a ``bidi_handler`` and
+        no other model source)."""
+        return (
+            self.bidi_handler is not None
+            and not self.has_container
+            and (self.handler is None and self.model_dir is None and self.model_root is None)
+        )
+
+    @property
+    def serves_bidi(self) -> bool:
+        """Whether this endpoint serves ``invocations-bidirectional-stream``."""
+        return self.bidi_handler is not None or self.container_bidi
 
     @property
     def has_container(self) -> bool:

@@ -93,7 +93,10 @@ class Reply:
 
 @attrs.frozen
 class RecordedRequest:
-    """A request that reached the server: method, path, headers (lower-case names), body."""
+    """A request that reached the server: method, path, headers (lower-case names), body.
+
+    .. versionadded:: 0.1.0
+    """
 
     method: str
     path: str

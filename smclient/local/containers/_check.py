@@ -368,7 +368,10 @@ def check_container(
     oom_attempts: int = 16,
 ) -> list[CheckResult] | None:
     """Run every check against the container at ``url``; ``None`` when it does not
-    answer ``GET /ping`` at all. See :func:`run_check` for the arguments."""
+    answer ``GET /ping`` at all. See :func:`run_check` for the arguments.
+
+    .. versionadded:: 0.1.0
+    """
     with ContainerClient(url, timeout=timeout) as client:
         start = time.monotonic()
         try:

@@ -140,7 +140,10 @@ class ModelHandler(Protocol):
 
 @runtime_checkable
 class StreamingHandler(Protocol):
-    """A handler that can stream its answer chunk by chunk."""
+    """A handler that can stream its answer chunk by chunk.
+
+    .. versionadded:: 0.1.0
+    """
 
     def stream(
         self, body: bytes, content_type: str | None, accept: str | None
@@ -150,7 +153,10 @@ class StreamingHandler(Protocol):
 @runtime_checkable
 class SessionHandler(Protocol):
     """A handler that keeps per-session state: ``open_session`` returns the context
-    passed as ``session=`` to later calls, ``close_session`` releases it."""
+    passed as ``session=`` to later calls, ``close_session`` releases it.
+
+    .. versionadded:: 0.1.0
+    """
 
     def open_session(self, body: bytes) -> object: ...
 

@@ -84,6 +84,11 @@ class ModelStats:
     total_load_seconds: float
     size_bytes: int
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import model_stats
+
+        return model_stats(self)
+
 
 class ModelGone(Exception):
     """The host no longer has the model (a container's 404): reload and try again."""

@@ -16,7 +16,7 @@ import socketserver
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -298,6 +298,8 @@ class _HTTPServer(http.server.HTTPServer):
         self._threads: set[threading.Thread] = set()
         self._connections: set[socket.socket] = set()
         self._closing = False
+        # Where HTTP/2 connections go (the bidirectional server), when there is one.
+        self.h2_handoff: Callable[[socket.socket], None] | None = None
         # Set at shutdown: wakes injected stream stalls (StreamFaults) at once.
         self.aborting = threading.Event()
         super().__init__(address, _RequestHandler)
@@ -324,6 +326,11 @@ class _HTTPServer(http.server.HTTPServer):
         thread.start()
 
     def _serve_connection(self, request: socket.socket, client_address: Any) -> None:
+        if self.h2_handoff is not None and self._hand_off_h2(request):
+            with self._lock:
+                self._connections.discard(request)
+                self._threads.discard(threading.current_thread())
+            return
         try:
             self.finish_request(request, client_address)
         except Exception:  # pragma: no cover - the handler catches its own errors
@@ -333,6 +340,22 @@ class _HTTPServer(http.server.HTTPServer):
             with self._lock:
                 self._connections.discard(request)
                 self._threads.discard(threading.current_thread())
+
+    def _hand_off_h2(self, request: socket.socket) -> bool:
+        """A client speaking HTTP/2 with prior knowledge (``PRI * HTTP/2.0``: bidirectional
+        streams) is handed to ``h2_handoff`` on a duplicate of its socket."""
+        assert self.h2_handoff is not None
+        try:
+            request.settimeout(_RequestHandler.timeout)
+            first = request.recv(3, socket.MSG_PEEK | socket.MSG_WAITALL)
+            request.settimeout(None)
+        except OSError:
+            return False
+        if first != b"PRI":  # no HTTP/1.1 method starts so
+            return False
+        self.h2_handoff(request.dup())
+        request.close()  # the duplicate keeps the connection open
+        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         _log.debug("local endpoint: connection error from %s", client_address, exc_info=True)
@@ -367,8 +390,16 @@ def connect_host(bound: str) -> str:
 class LoopbackServer:
     """Serves an :class:`Application` on ``host``:``port`` (default 127.0.0.1, a free port)."""
 
-    def __init__(self, app: Application, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: Application,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        h2_handoff: Callable[[socket.socket], None] | None = None,
+    ) -> None:
         self._httpd = _HTTPServer((host, port), app)
+        self._httpd.h2_handoff = h2_handoff
         self._thread: threading.Thread | None = None
 
     @property
