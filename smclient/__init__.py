@@ -74,7 +74,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
-    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary, Scorer
+    from ._batch import AsyncBatchRun, BatchItem, BatchResult, BatchRun, BatchSummary, Scorer
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -94,6 +94,7 @@ __all__ = [
     "JSON",
     "NPY",
     "RAW",
+    "AsyncBatchRun",
     "AsyncDuplexStream",
     "AsyncEndpoint",
     "AsyncInferenceError",
@@ -174,6 +175,7 @@ __all__ = [
 # cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
     "AsyncDuplexStream": "_duplex",
+    "AsyncBatchRun": "_batch",
     "AsyncEndpoint": "_async_endpoint",
     "AsyncModelHandle": "_async_endpoint",
     "AsyncResponseStream": "_async_streaming",

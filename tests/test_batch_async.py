@@ -14,6 +14,7 @@ import pytest
 from smclient import InvocationResult, ModelError, RetryPolicy, ValidationError
 from smclient._batch._aio import AsyncBatchRun
 from smclient._batch._types import BatchItem
+from smclient.testing import ScriptedRuntime
 
 
 def ok(body: Any) -> InvocationResult:
@@ -328,3 +329,78 @@ def test_ainvoke_many_on_a_model_handle_names_its_model() -> None:
         (request,) = server.requests
         assert request.headers["x-amzn-sagemaker-target-model"] == "m-1.tar.gz"
         assert request.headers["content-type"] == "text/plain"
+
+
+# -- AsyncEndpoint.invoke_many, for real on the loop's own sockets --------------------------
+
+
+def async_endpoint(url: str) -> Any:
+    from smclient import AsyncEndpoint, ClientConfig
+
+    return AsyncEndpoint(
+        "local-endpoint",
+        region="us-east-1",
+        endpoint_url=url,
+        config=ClientConfig(sign_requests=False),
+        retry=RetryPolicy.never(),
+    )
+
+
+def test_async_endpoint_invoke_many_against_the_local_endpoint() -> None:
+    import json
+
+    from smclient.local import HandlerError, LocalEndpoint
+
+    def predict(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        x = json.loads(body)["x"]
+        if x == 7:
+            raise HandlerError("no", 422)
+        return json.dumps({"y": 2 * x}).encode()
+
+    async def records() -> AsyncIterator[Any]:
+        for x in range(30):
+            yield {"x": x}
+
+    async def main(url: str) -> tuple[list[Any], Any]:
+        async with async_endpoint(url) as ep:
+            run = ep.invoke_many(records(), concurrency=8)
+            results = [r async for r in run]
+        return results, run.summary
+
+    with LocalEndpoint(predict) as server:
+        results, summary = asyncio.run(main(server.url))
+    assert [r.index for r in results] == list(range(30))
+    assert isinstance(results[7].error, ModelError)
+    assert [r.unwrap().json()["y"] for r in results if r.ok] == [2 * x for x in range(30) if x != 7]
+    assert (summary.succeeded, summary.failed, summary.failures) == (29, 1, {"ModelError": 1})
+
+
+def test_async_model_handle_invoke_many_and_cancellation() -> None:
+    from smclient.testing import Reply
+
+    async def main(server: ScriptedRuntime) -> tuple[list[Any], list[asyncio.Task[Any]]]:
+        async with async_endpoint(server.url) as ep:
+            handle = ep.model("m-1.tar.gz")
+            first = [r async for r in handle.invoke_many([b"a", b"b"], concurrency=2)]
+
+            async def consume() -> None:
+                async for _ in handle.invoke_many((b"x" for _ in range(1000)), concurrency=4):
+                    pass
+
+            task = asyncio.create_task(consume())
+            while len(server.requests) < 2 + 4:  # the four calls of the window reached it
+                await asyncio.sleep(0.001)  # yields to the loop while the server records them
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return first, left
+
+    with ScriptedRuntime(default=Reply.ok(b"{}")) as server:
+        first, left = asyncio.run(main(server))
+        targets = {r.headers["x-amzn-sagemaker-target-model"] for r in server.requests}
+        sent = len(server.requests)
+    assert [r.ok for r in first] == [True, True]
+    assert targets == {"m-1.tar.gz"}
+    assert left == []
+    assert sent < 1000

@@ -12,6 +12,7 @@ from .._codecs import Codec
 from .._errors import InvalidInputError
 from .._models import InvocationResult
 from .._retry import RetryPolicy
+from ._aio import AsyncBatchRun
 from ._progress import BatchProgress
 from ._runner import BatchRun, check_window
 from ._scorer import Scorer
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable
 
     from .._endpoint import Endpoint, ModelHandle
-    from ._aio import AsyncBatchRun
 
 __all__ = [
+    "AsyncBatchRun",
     "BatchItem",
     "BatchResult",
     "BatchRun",
@@ -111,8 +112,6 @@ def ainvoke_many(
     (``config``, ``retry``, ``async invoke(body, **options)``) or a model handle of one
     (``endpoint``, ``target_model``, ``async invoke``)."""
     import asyncio
-
-    from ._aio import AsyncBatchRun
 
     handle_model: str | None = getattr(target, "target_model", None)
     endpoint = target.endpoint if handle_model is not None else target
