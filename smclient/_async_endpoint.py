@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._asyncinference import AsyncInvocation, Completion, Poller, WaitResult
     from ._batch._aio import AsyncBatchRun
     from ._batch._progress import BatchProgress
+    from ._duplex import AsyncDuplexStream, ReconnectEvent, ReconnectPolicy
 
 __all__ = ["AsyncEndpoint", "AsyncModelHandle", "AsyncRequester"]
 
@@ -372,6 +373,45 @@ class AsyncEndpoint:
             retry=retry,
             clock=clock,
             sleep=sleep,
+        )
+
+    def duplex(
+        self,
+        *,
+        target_variant: str | None = None,
+        model_invocation_path: str | None = None,
+        model_query_string: str | None = None,
+        fips: bool = False,
+        part_size: int = 1024 * 1024,
+        raw_parts: bool = False,
+        read_timeout: float | None = None,
+        close_timeout: float = 5.0,
+        wait_for_response: bool = True,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], Awaitable[None] | None] | None = None,
+    ) -> AsyncDuplexStream:
+        """A bidirectional stream (``InvokeEndpointWithBidirectionalStream``, HTTP/2):
+        ``async with ep.duplex() as stream:``, ``await stream.send(...)``, ``async for
+        message in stream`` (or ``stream = await ep.duplex()`` and ``await
+        stream.aclose()``). The arguments are those of :meth:`Endpoint.duplex`;
+        ``on_reconnect`` may be a coroutine function. Needs ``smclient[duplex]``.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._endpoint.duplex_async(
+            target_variant=target_variant,
+            model_invocation_path=model_invocation_path,
+            model_query_string=model_query_string,
+            fips=fips,
+            part_size=part_size,
+            raw_parts=raw_parts,
+            read_timeout=read_timeout,
+            close_timeout=close_timeout,
+            wait_for_response=wait_for_response,
+            max_message_bytes=max_message_bytes,
+            reconnect=reconnect,
+            on_reconnect=on_reconnect,
         )
 
     async def submit(self, body: Any = None, **options: Any) -> AsyncInvocation:

@@ -427,3 +427,15 @@ def check_duplex(ep: Endpoint) -> None:
             await astream.send(b"x")
             async for item in astream:
                 assert_type(item, DuplexMessage)
+
+
+async def check_async_duplex(ep: smclient.AsyncEndpoint) -> None:
+    from smclient import AsyncDuplexStream, DuplexMessage
+
+    async with ep.duplex(model_invocation_path="v1/chat") as stream:
+        assert_type(stream, AsyncDuplexStream)
+        await stream.send("hi")
+        assert_type(await stream.receive(), DuplexMessage | None)
+    opened = await ep.duplex()
+    assert_type(opened, AsyncDuplexStream)
+    await opened.aclose()
