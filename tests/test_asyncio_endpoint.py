@@ -508,3 +508,34 @@ def test_the_boto3_transport_in_a_thread_streams_and_holds_sessions(
     asyncio.run(main())
     ids = [r.headers.get("x-amzn-sagemaker-session-id") for r in runtime.requests]
     assert ids == [None, "NEW_SESSION", SID, SID]
+
+
+def test_submit_sends_invoke_endpoint_async_on_the_loop(runtime: ScriptedRuntime) -> None:
+    """The S3 upload may run in a thread; the runtime call must not: it is sent by the
+    asyncio transport (the fast path here), from the loop's thread."""
+    import pickle
+
+    runtime.queue(
+        Reply(
+            202, b'{"InferenceId": "inf-1"}', (("X-Amzn-SageMaker-OutputLocation", "s3://b/o.out"),)
+        )
+    )
+    threads: list[str] = []
+
+    async def main() -> Any:
+        async with _ep(runtime) as ep:
+            original = ep.requester.submit
+
+            async def spy(request: Any, retry: Any = None) -> Any:
+                threads.append(threading.current_thread().name)
+                return await original(request, retry)
+
+            ep.requester.submit = spy  # type: ignore[method-assign]
+            handle = await ep.submit(input_location="s3://in/x.json", inference_id="inf-1")
+            assert threads == [threading.current_thread().name]
+            return handle
+
+    handle = asyncio.run(main())
+    assert (handle.inference_id, handle.output_location) == ("inf-1", "s3://b/o.out")
+    assert runtime.requests[0].path == "/endpoints/scripted/async-invocations"
+    assert pickle.loads(pickle.dumps(handle)).inference_id == "inf-1"
