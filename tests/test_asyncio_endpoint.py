@@ -539,3 +539,30 @@ def test_submit_sends_invoke_endpoint_async_on_the_loop(runtime: ScriptedRuntime
     assert (handle.inference_id, handle.output_location) == ("inf-1", "s3://b/o.out")
     assert runtime.requests[0].path == "/endpoints/scripted/async-invocations"
     assert pickle.loads(pickle.dumps(handle)).inference_id == "inf-1"
+
+
+def test_a_chunked_stream_from_the_local_endpoint() -> None:
+    """The local endpoint frames streams with chunked transfer encoding (as SageMaker does)."""
+    from smclient.local import LocalEndpoint
+
+    from .test_streaming import Chunks
+
+    handler = Chunks([b'{"tok', b'en": 1}\n{"token": 2}\n', b'{"token": 3}'])
+
+    async def main(url: str, name: str) -> None:
+        async with AsyncEndpoint(
+            name, endpoint_url=url, config=ClientConfig(sign_requests=False)
+        ) as ep:
+            assert await ep.transport() == "fast"
+            async with ep.stream(b"{}") as s:
+                assert [v async for v in s.json_lines()] == [
+                    {"token": 1},
+                    {"token": 2},
+                    {"token": 3},
+                ]
+                assert s.chunks_received == 3
+            async with ep.stream(b"{}") as s:  # the connection went back to the pool and is reused
+                assert await s.text() == '{"token": 1}\n{"token": 2}\n{"token": 3}'
+
+    with LocalEndpoint(handler) as local:
+        asyncio.run(main(local.url, local.name))
