@@ -74,7 +74,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
-    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
+    from ._batch import AsyncBatchRun, BatchItem, BatchResult, BatchRun, BatchSummary, Scorer
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -94,6 +94,7 @@ __all__ = [
     "JSON",
     "NPY",
     "RAW",
+    "AsyncBatchRun",
     "AsyncDuplexStream",
     "AsyncEndpoint",
     "AsyncInferenceError",
@@ -143,6 +144,7 @@ __all__ = [
     "S3Object",
     "SMClientError",
     "SSEEvent",
+    "Scorer",
     "ServiceError",
     "ServiceUnavailableError",
     "Session",
@@ -173,6 +175,7 @@ __all__ = [
 # cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
     "AsyncDuplexStream": "_duplex",
+    "AsyncBatchRun": "_batch",
     "AsyncEndpoint": "_async_endpoint",
     "AsyncModelHandle": "_async_endpoint",
     "AsyncResponseStream": "_async_streaming",
@@ -195,6 +198,7 @@ _LAZY = {
     "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "Scorer": "_batch",
     "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -40,6 +40,8 @@ from ._streaming import ResponseStream
 if TYPE_CHECKING:
     from ._async_session import AsyncSession
     from ._asyncinference import AsyncInvocation, Completion, Poller, WaitResult
+    from ._batch._aio import AsyncBatchRun
+    from ._batch._progress import BatchProgress
 
 __all__ = ["AsyncEndpoint", "AsyncModelHandle", "AsyncRequester"]
 
@@ -325,6 +327,54 @@ class AsyncEndpoint:
             close_timeout=close_timeout,
         )
 
+    def invoke_many(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 16,
+        window: int | None = None,
+        ordered: bool = True,
+        stop_on_error: bool = False,
+        rate_limit: float | None = None,
+        progress: bool | BatchProgress = False,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> AsyncBatchRun:
+        """Invoke the endpoint once per item, ``concurrency`` calls at a time, as tasks on
+        the running loop: ``async for outcome in ep.invoke_many(records): ...``.
+
+        The arguments and outcomes are those of :meth:`Endpoint.invoke_many`; ``items`` may
+        also be an async iterable, and ``sleep`` (the rate limit's wait) is a coroutine
+        function (default ``asyncio.sleep``). Cancelling the iterating task, ``aclose()`` or
+        leaving ``async with`` cancels and awaits every call in flight.
+
+        .. versionadded:: 0.2.0
+        """
+        from ._batch import ainvoke_many
+
+        return ainvoke_many(
+            self,
+            items,
+            concurrency=concurrency,
+            window=window,
+            ordered=ordered,
+            stop_on_error=stop_on_error,
+            rate_limit=rate_limit,
+            progress=progress,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            codec=codec,
+            retry=retry,
+            clock=clock,
+            sleep=sleep,
+        )
+
     async def submit(self, body: Any = None, **options: Any) -> AsyncInvocation:
         """Submit an asynchronous inference; arguments and result as :meth:`Endpoint.submit`.
         The S3 upload runs in a worker thread (boto3's managed transfer has no asyncio form);
@@ -419,6 +469,50 @@ class AsyncModelHandle:
     async def invoke(self, body: Any, **options: Any) -> InvocationResult:
         """Invoke this model; the arguments are those of :meth:`AsyncEndpoint.invoke`."""
         return await self.endpoint.invoke(body, target_model=self.target_model, **options)
+
+    def invoke_many(
+        self,
+        items: Iterable[Any] | AsyncIterable[Any],
+        *,
+        concurrency: int = 16,
+        window: int | None = None,
+        ordered: bool = True,
+        stop_on_error: bool = False,
+        rate_limit: float | None = None,
+        progress: bool | BatchProgress = False,
+        content_type: str | None = None,
+        accept: str | None = None,
+        custom_attributes: str | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> AsyncBatchRun:
+        """Invoke this model once per item; the arguments are those of
+        :meth:`AsyncEndpoint.invoke_many` (a :class:`BatchItem` naming another target model
+        fails with :class:`InvalidInputError`).
+
+        .. versionadded:: 0.2.0
+        """
+        from ._batch import ainvoke_many
+
+        return ainvoke_many(
+            self,
+            items,
+            concurrency=concurrency,
+            window=window,
+            ordered=ordered,
+            stop_on_error=stop_on_error,
+            rate_limit=rate_limit,
+            progress=progress,
+            content_type=content_type,
+            accept=accept,
+            custom_attributes=custom_attributes,
+            codec=codec,
+            retry=retry,
+            clock=clock,
+            sleep=sleep,
+        )
 
 
 _WAIT_SLICE = 2.0  # seconds a worker thread polls before the loop checks for cancellation

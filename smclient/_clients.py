@@ -351,4 +351,8 @@ def check_url(field: str, url: object) -> str | None:
         raise InvalidInputError(field, f"{url[:200]!r} is not a usable URL", limit=limit)
     if parts.query or parts.fragment or any(c.isspace() for c in url):
         raise InvalidInputError(field, f"{url[:200]!r} has a query, fragment or space", limit=limit)
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):  # boto3's own rule
+        raise InvalidInputError(field, f"{url[:200]!r} has an invalid host name", limit=limit)
     return url

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -46,6 +46,9 @@ _INSTANCE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _INCLUDE = ("SUCCESS_NOTIFICATION_TOPIC", "ERROR_NOTIFICATION_TOPIC")
 
 
+CreationStage = Literal["CreateModel", "CreateEndpointConfig", "CreateEndpoint", "WaitInService"]
+
+
 class EndpointCreationError(SMClientError):
     """Creating an endpoint failed; what had been created was removed (as far as possible).
 
@@ -64,7 +67,7 @@ class EndpointCreationError(SMClientError):
         message: str,
         *,
         endpoint: str,
-        stage: str,
+        stage: CreationStage,
         failure_reason: str | None,
         removed: Sequence[str] = (),
         left_behind: Sequence[str] = (),
@@ -283,14 +286,14 @@ def _create(
     config_extra: dict[str, Any],
     wait: _Wait,
 ) -> Endpoint:
-    sm = endpoint.client("sagemaker")
+    sm: Any = endpoint.client("sagemaker")  # builds plain dicts, not the stubs TypedDicts
     name = endpoint.name
     model, instance_type, count = variant
     if environment:
         container["Environment"] = dict(environment)
     production = {"VariantName": "AllTraffic", "ModelName": model,
                   "InstanceType": instance_type, "InitialInstanceCount": count}  # fmt: skip
-    steps: list[tuple[str, str, Callable[[], Any]]] = [
+    steps: list[tuple[CreationStage, str, Callable[[], Any]]] = [
         ("CreateModel", f"model:{model}", lambda: sm.create_model(
             ModelName=model, ExecutionRoleArn=role_arn, PrimaryContainer=container)),
         ("CreateEndpointConfig", f"endpoint-config:{config}", lambda: sm.create_endpoint_config(
@@ -302,7 +305,7 @@ def _create(
     # connection or answers 5xx may still have created it (deleting one that does not
     # exist is harmless); one the service refused is not ours (its name may be taken).
     created: list[str] = []
-    stage = "CreateModel"
+    stage: CreationStage = "CreateModel"
     try:
         for stage, what, step in steps:
             created.append(what)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 from typing_extensions import Self
@@ -12,7 +12,7 @@ from typing_extensions import Self
 from . import _validation as check
 from ._clients import ClientConfig, ClientFactory, check_config, check_url
 from ._codecs import Codec
-from ._errors import ErrorContext, InvalidInputError, translate
+from ._errors import ErrorContext, translate
 from ._models import InvocationResult
 from ._request import STREAM
 from ._retry import RetryPolicy
@@ -23,6 +23,14 @@ from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    # boto3-stubs (a dev dependency) give each service's client its type; never imported at
+    # run time. Without them installed, these names are Any for a type checker.
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
     from ._asyncinference import AsyncInvocation
     from ._batch import BatchRun
@@ -71,8 +79,7 @@ class Endpoint:
         codec: Codec | None = None,
     ) -> None:
         self._name = check.endpoint_name(name)
-        if region is not None and (not isinstance(region, str) or not region.strip()):
-            raise InvalidInputError("region", f"got {region!r}", limit="a region name or None")
+        check.client_options(region=region, boto3_session=boto3_session)
         self._factory = ClientFactory(
             region=region,
             endpoint_url=check_url("endpoint_url", endpoint_url),
@@ -114,8 +121,26 @@ class Endpoint:
         """The client settings."""
         return self._factory.config
 
+    @overload
+    def client(self, service: Literal["sagemaker-runtime"] = ...) -> SageMakerRuntimeClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
+
     def client(self, service: str = "sagemaker-runtime") -> Any:
-        """The boto3 client this endpoint uses for ``service`` (built on first use)."""
+        """The boto3 client this endpoint uses for ``service`` (built on first use).
+
+        Typed per service with boto3-stubs (``mypy-boto3-*``) when a type checker has them:
+        ``"sagemaker-runtime"`` (the default), ``"s3"``, ``"sqs"``, ``"sns"`` and
+        ``"sagemaker"``; any other service name returns ``Any``.
+        """
         return self._factory.client(service)
 
     def model(self, target_model: str) -> ModelHandle:
@@ -220,8 +245,10 @@ class Endpoint:
 
         ``items``: any iterable, read lazily from the iterating thread: at most ``window``
         items (default ``concurrency``) are read ahead of the consumer, so a generator of
-        millions of records is never held in memory. Each item is a body (as for
-        :meth:`invoke`) or a :class:`BatchItem` carrying its own options (target model,
+        millions of records is never held in memory. A larger ``window`` (say twice
+        ``concurrency``) lets a worker start its next item without waiting for the iterating
+        thread, and keeps calls flowing behind a slow item in input order. Each item is a
+        body (as for :meth:`invoke`) or a :class:`BatchItem` carrying its own options (target model,
         inference id, custom attributes, content type...). ``content_type``, ``accept``,
         ``custom_attributes`` and ``codec`` are defaults for every item.
 

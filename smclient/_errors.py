@@ -482,7 +482,19 @@ def gave_up(
     base = type(error)
     if isinstance(error, RetriesExhaustedError):  # already a give-up (a nested call's)
         return error
-    exc = _rebuild(gave_up_class(base), error.message, dict(error.__dict__))
+    try:
+        cls = gave_up_class(base)
+    except TypeError:  # a class that cannot be combined (layout, metaclass): wrap it
+        wrapper = RetriesExhaustedError(
+            f"retries exhausted after {attempts} attempts in {elapsed:.3f} s: {error}",
+            attempts=attempts,
+            elapsed=elapsed,
+            history=history,
+            last_error=error,
+        )
+        wrapper.__cause__ = error
+        return wrapper
+    exc = _rebuild(cls, error.message, dict(error.__dict__))
     exc.args = error.args
     exc.__dict__.update(attempts=attempts, elapsed=elapsed, history=history, last_error=error)
     exc.__cause__ = error

@@ -5,7 +5,7 @@ service's patterns and maximums (protocol.md §1) are checked here so the caller
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidInputError
 
@@ -184,3 +184,25 @@ def codec(value: object, field: str = "codec") -> Codec | None:
         f"expected a codec, got {type(value).__name__}",
         limit="smclient.JSON, CSV, RAW, NPY or an object with content_type, encode, decode",
     )
+
+
+# botocore's rule (a host label, not all digits), plus: not empty.
+_REGION = re.compile(r"(?![0-9]+$)[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?")
+
+
+def client_options(*, region: object, boto3_session: object) -> None:
+    """The ``Endpoint`` constructor's ``region`` and ``boto3_session``, checked when the
+    endpoint is made (clients are built lazily, so a bad value would otherwise fail at the
+    first call, with an error from inside boto3). URLs: ``_clients.check_url``."""
+    if region is not None and (not isinstance(region, str) or not _REGION.fullmatch(region)):
+        shown = repr(region[:80]) if isinstance(region, str) else type(region).__name__
+        raise InvalidInputError(
+            "region", f"{shown} is not a region name", limit="e.g. 'eu-west-1', or None"
+        )
+    session: Any = boto3_session
+    if session is not None and not callable(getattr(session, "client", None)):
+        raise InvalidInputError(
+            "boto3_session",
+            f"expected a boto3.Session, got {type(session).__name__}",
+            limit="boto3.Session(...) or None",
+        )

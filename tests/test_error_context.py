@@ -14,6 +14,7 @@ import botocore.exceptions as bce
 import pytest
 
 from smclient import (
+    ClientConfig,
     ConfigurationError,
     InternalStreamFailureError,
     InvalidInputError,
@@ -122,14 +123,16 @@ def test_an_error_that_is_not_retried_is_not_a_give_up(
 # -- streams --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
 def test_stream_errors_carry_the_real_attempt_and_request_id(
-    runtime: ScriptedRuntime, clock: FakeClock
+    runtime: ScriptedRuntime, clock: FakeClock, transport: str
 ) -> None:
     runtime.queue(
         Reply.error("ServiceUnavailable", 503),
         _stream(_part(b"half "), _exception("ModelStreamError", Message="boom", ErrorCode="X")),
     )
-    stream = runtime.endpoint(retry=policy(clock)).stream(b"x")
+    config = ClientConfig(sign_requests=False, transport=transport)  # type: ignore[arg-type]
+    stream = runtime.endpoint(retry=policy(clock), config=config).stream(b"x")
     with stream, pytest.raises(ModelStreamError) as info:
         list(stream)
     err = info.value
@@ -139,15 +142,17 @@ def test_stream_errors_carry_the_real_attempt_and_request_id(
     assert (err.stream_error_code, err.bytes_received) == ("X", 5)
 
 
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
 def test_a_stream_error_before_any_byte_carries_its_attempt(
-    runtime: ScriptedRuntime, clock: FakeClock
+    runtime: ScriptedRuntime, clock: FakeClock, transport: str
 ) -> None:
     runtime.queue(
         Reply.error("ServiceUnavailable", 503),
         _stream(_exception("ModelStreamError", Message="early", ErrorCode="StreamBroken")),
     )
+    config = ClientConfig(sign_requests=False, transport=transport)  # type: ignore[arg-type]
     with pytest.raises(ModelStreamError) as info:
-        runtime.endpoint(retry=policy(clock)).stream(b"x")
+        runtime.endpoint(retry=policy(clock), config=config).stream(b"x")
     assert info.value.attempts == 2 == len(runtime.requests)
     assert info.value.request_id
 
@@ -161,7 +166,9 @@ def test_internal_stream_failures_that_run_out_are_a_give_up(
     err = info.value
     assert isinstance(err, RetriesExhaustedError)
     assert err.attempts == 4 == len(runtime.requests)
+    assert err.last_error.attempts == 4  # type: ignore[attr-defined]  # was 1 before issue 14
     assert err.request_id
+    assert err.last_error.request_id == err.request_id  # type: ignore[attr-defined]
     assert err.history == ("InternalStreamFailure",) * 4
 
 
@@ -176,15 +183,17 @@ def test_a_broken_stream_names_its_request_id() -> None:
 # -- 424 without an error type ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
 def test_a_424_without_error_type_is_a_model_error_with_its_fields(
-    runtime: ScriptedRuntime,
+    runtime: ScriptedRuntime, transport: str
 ) -> None:
     body = {"OriginalStatusCode": 503, "OriginalMessage": "busy", "LogStreamArn": "arn:x"}
     runtime.queue(
         Reply(424, json.dumps({"message": "Received error", **body}).encode(), ()),
         Reply(424, b"not json", ()),
     )
-    ep = runtime.endpoint(retry=RetryPolicy.never())
+    config = ClientConfig(sign_requests=False, transport=transport)  # type: ignore[arg-type]
+    ep = runtime.endpoint(retry=RetryPolicy.never(), config=config)
     with pytest.raises(ModelError) as info:
         ep.invoke(b"x")
     err = info.value
@@ -280,3 +289,16 @@ def test_a_session_refused_before_sending_logs_nothing_about_the_model(
     assert info.value.field == field
     assert runtime.requests == []
     assert "may have reached the model" not in caplog.text
+
+
+def test_a_submit_answered_without_output_location_says_so(runtime: ScriptedRuntime) -> None:
+    runtime.queue(Reply(202, b'{"InferenceId": "abc"}', (("Content-Type", "application/json"),)))
+    ep = runtime.endpoint("async-ep", retry=RetryPolicy.never())
+    with pytest.raises(ServiceError) as info:
+        ep.submit(input_location="s3://bucket/in/x.json")
+    text = str(info.value)
+    assert "None (HTTP" not in text
+    assert text.startswith("InvokeEndpointAsync on endpoint 'async-ep' answered with HTTP 202")
+    assert "no OutputLocation" in text
+    assert info.value.request_id
+    assert len(runtime.requests) == 1

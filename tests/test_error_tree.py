@@ -291,3 +291,19 @@ def test_errors_name_their_public_module_whichever_name_is_touched_first() -> No
         ).stdout
         found = json.loads(out)
         assert {name: found[name] for name in expected} == expected
+
+
+def test_a_give_up_of_a_class_that_cannot_be_combined_is_wrapped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import smclient._errors as errors
+
+    def cannot(base: type) -> type:
+        raise TypeError("multiple bases have instance lay-out conflict")
+
+    monkeypatch.setattr(errors, "gave_up_class", cannot)
+    last = smclient.ServiceUnavailableError("busy", error_code="ServiceUnavailable")
+    raised = gave_up(last, attempts=2, elapsed=1.0, history=("A", "B"))
+    assert type(raised) is smclient.RetriesExhaustedError
+    assert (raised.attempts, raised.history, raised.last_error) == (2, ("A", "B"), last)
+    assert raised.__cause__ is last

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 
 from smclient import (
     JSON,
+    ClientConfig,
     Endpoint,
     InvalidInputError,
     RetryPolicy,
@@ -31,8 +33,10 @@ from smclient import (
 )
 from smclient.testing import Reply, ScriptedRuntime
 
+# 100 examples per test in CI (about 25 s for the file); SMCLIENT_FUZZ_EXAMPLES=2000 digs deeper.
+EXAMPLES = int(os.environ.get("SMCLIENT_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
-    max_examples=150,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -85,46 +89,65 @@ NEW_SESSION = Reply.ok(
 
 
 class Wire:
-    """A loopback server, one endpoint on it, and the requests sent: counted at the server
-    and by a botocore ``before-send`` hook. :meth:`reset` before each example."""
+    """A loopback server, one endpoint on it sending through ``transport``, and the requests
+    sent: counted at the server and, on the boto3 transport, by a botocore ``before-send``
+    hook too (smclient's fast transport does not go through botocore's events).
+    :meth:`reset` before each example."""
 
-    def __init__(self, server: ScriptedRuntime) -> None:
+    def __init__(self, server: ScriptedRuntime, transport: str) -> None:
         self.server = server
-        self.endpoint = server.endpoint("fuzz", retry=RetryPolicy.never())
-        self.hooked = 0
-        self.endpoint.client().meta.events.register("before-send", self._count)
+        config = ClientConfig(sign_requests=False, transport=transport)  # type: ignore[arg-type]
+        self.endpoint = server.endpoint("fuzz", retry=RetryPolicy.never(), config=config)
+        self.hooked: int | None = None
+        if transport == "boto3":
+            self.hooked = 0
+            self.endpoint.client().meta.events.register("before-send", self._count)
 
     def _count(self, **_: Any) -> None:
+        assert self.hooked is not None
         self.hooked += 1
 
     def reset(self) -> Wire:
-        self.hooked = 0
+        if self.hooked is not None:
+            self.hooked = 0
         self.server.requests.clear()
         return self
 
     def count(self) -> int:
-        assert self.hooked == len(self.server.requests)
-        return self.hooked
+        sent = len(self.server.requests)
+        assert self.hooked is None or self.hooked == sent
+        return sent
 
 
-def _wire(default: Reply | None) -> Iterator[Wire]:
+TRANSPORTS = pytest.fixture(scope="module", params=["fast", "boto3"])
+
+
+def _wire(default: Reply | None, transport: str) -> Iterator[Wire]:
     with ScriptedRuntime(default=default) as server:
-        yield Wire(server)
+        yield Wire(server, transport)
 
 
-@pytest.fixture(scope="module")
-def wire() -> Iterator[Wire]:
-    yield from _wire(None)  # echoes the body
+@TRANSPORTS
+def wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
+    yield from _wire(None, request.param)  # echoes the body
 
 
-@pytest.fixture(scope="module")
-def stream_wire() -> Iterator[Wire]:
-    yield from _wire(EVENT_STREAM)  # an empty, finished stream
+@TRANSPORTS
+def stream_wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
+    yield from _wire(EVENT_STREAM, request.param)  # an empty, finished stream
 
 
-@pytest.fixture(scope="module")
-def session_wire() -> Iterator[Wire]:
-    yield from _wire(NEW_SESSION)  # opens session s1
+@TRANSPORTS
+def both_wires(request: pytest.FixtureRequest) -> Iterator[tuple[Wire, Wire]]:
+    """An echoing and a streaming server, on the same transport."""
+    for plain in _wire(None, request.param):
+        for streaming in _wire(EVENT_STREAM, request.param):
+            yield plain, streaming
+
+
+@TRANSPORTS
+def session_wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
+    yield from _wire(NEW_SESSION, request.param)  # opens session s1
 
 
 def _run(call: Any) -> tuple[Any, SMClientError | None]:
@@ -284,7 +307,8 @@ def test_model_handles(wire: Wire, target_model: Any) -> None:
 
 @FUZZ
 @given(keyword=st.sampled_from(sorted(RULES)), value=anything, streamed=st.booleans())
-def test_headers(wire: Wire, stream_wire: Wire, keyword: str, value: Any, streamed: bool) -> None:
+def test_headers(both_wires: tuple[Wire, Wire], keyword: str, value: Any, streamed: bool) -> None:
+    wire, stream_wire = both_wires
     if keyword in ("target_model", "enable_explanations"):
         streamed = False  # not stream parameters
     sent = (stream_wire if streamed else wire).reset()
@@ -456,3 +480,110 @@ def test_the_named_cases_of_issue_14(wire: Wire) -> None:
             call()
         assert info.value.field == field, label
     assert sent.count() == 0
+
+
+urls = st.one_of(
+    anything,
+    st.builds(
+        lambda scheme, host, port, path: f"{scheme}://{host}{port}{path}",
+        st.sampled_from(["http", "https", "ftp", "", "HTTP"]),
+        st.sampled_from(["127.0.0.1", "localhost", "[::1]", "", "a b", "ex.com", "é.com"]),
+        st.sampled_from(["", ":0", ":8080", ":99999", ":x"]),
+        st.sampled_from(["", "/", "/p", "/p q", "?a=1"]),
+    ),
+)
+
+
+@FUZZ
+@given(
+    field=st.sampled_from(["region", "endpoint_url", "aws_endpoint_url", "boto3_session"]),
+    value=urls,
+)
+def test_client_options(field: str, value: Any) -> None:
+    ep, err = _run(lambda: Endpoint("fuzz", **{field: value}))
+    if err is not None:
+        assert isinstance(err, InvalidInputError)
+        assert err.field == field
+        return
+    if field == "boto3_session":
+        assert value is None
+        return
+    if value is None:
+        return  # boto3's own default (a region from the environment, AWS's URL)
+    # Accepted: boto3 must build the client with it (nothing is sent by building one).
+    service = "s3" if field == "aws_endpoint_url" else "sagemaker-runtime"
+    kwargs = {} if field == "region" else {"region": "us-east-1"}
+    ep = Endpoint("fuzz", **kwargs, **{field: value})
+    _, err = _run(lambda: ep.client(service))
+    assert err is None, f"{field}={value!r} accepted, then boto3 refused it: {err}"
+
+
+# -- documents users hand back: session infos, session headers, async handles -------------------
+
+json_fields = st.one_of(
+    texts, st.none(), st.integers(), st.floats(), st.booleans(), st.lists(st.integers(), max_size=2)
+)
+documents = st.one_of(
+    anything,
+    st.builds(json.dumps, json_like.filter(lambda v: _encodable(v))),
+    st.builds(json.dumps, st.fixed_dictionaries({"id": json_fields, "expires_at": json_fields})),
+    st.builds(
+        json.dumps,
+        st.fixed_dictionaries(
+            {
+                "endpoint_name": json_fields,
+                "inference_id": json_fields,
+                "output_location": json_fields,
+                "failure_location": json_fields,
+                "input_location": json_fields,
+                "submitted_at": json_fields,
+                "deadline": json_fields,
+            }
+        ),
+    ),
+)
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+@settings(FUZZ, max_examples=3 * EXAMPLES)  # cheap: no request, no client
+@given(kind=st.sampled_from(["session_info", "session_header", "async_handle"]), doc=documents)
+def test_documents_handed_back(kind: str, doc: Any) -> None:
+    from smclient import AsyncInvocation, SessionInfo
+
+    load = {
+        "session_info": SessionInfo.from_json,
+        "session_header": SessionInfo.parse,
+        "async_handle": AsyncInvocation.from_json,
+    }[kind]
+    _, err = _run(lambda: load(doc))
+    if err is not None:
+        assert str(err)
+
+
+@FUZZ
+@given(value=wrong_types, field=st.sampled_from(["read_timeout", "connect_timeout", "config"]))
+def test_client_config_of_the_wrong_type_or_value(value: Any, field: str) -> None:
+    from smclient import ClientConfig, ConfigurationError
+
+    if field == "config":
+        _, err = _run(lambda: Endpoint("fuzz", region="us-east-1", config=value))
+        assert isinstance(err, InvalidInputError | ConfigurationError)
+        assert "config" in str(err)
+        return
+    config, err = _run(lambda: ClientConfig(**{field: value}))
+    if err is None:  # a number that is a usable timeout
+        seconds = getattr(config, field)
+        assert isinstance(seconds, int | float)
+        assert not isinstance(seconds, bool)
+        assert math.isfinite(seconds)
+        assert seconds > 0
+    else:
+        assert isinstance(err, InvalidInputError)
+        assert err.field == field

@@ -6,7 +6,7 @@ import json
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
@@ -49,6 +49,11 @@ class AsyncInvocation:
     :meth:`to_json` / :meth:`from_json` carry it to another process or kernel. The
     ``endpoint`` whose clients read S3 is not serialised; :meth:`from_json` takes one
     or builds ``Endpoint(endpoint_name, region=region, aws_endpoint_url=...)``.
+
+    Like a :class:`concurrent.futures.Future`: :meth:`done`, :meth:`result`,
+    :meth:`exception`. Once any poller in the process found the result, every handle of
+    the same inference (equal handles, copies, ones loaded with :meth:`from_json`) knows it
+    and answers without a polling request.
 
     .. versionadded:: 0.1.0
     """
@@ -103,7 +108,7 @@ class AsyncInvocation:
                 raise ValueError("not an AsyncInvocation document")
             fields = {a.name for a in attrs.fields(cls) if a.init} - {"endpoint"}
             handle = cls(**{k: v for k, v in raw.items() if k in fields})
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # AttributeError: not an object
             raise InvalidInputError("data", f"cannot load an AsyncInvocation: {exc}") from None
         return attrs.evolve(handle, endpoint=endpoint or handle.bound_endpoint())
 
@@ -152,6 +157,34 @@ class AsyncInvocation:
             return known
         return self._poller(poller).wait_one(self, timeout=timeout)
 
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: Literal[True] = ...,
+        poller: Poller | None = ...,
+    ) -> Any: ...
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: Literal[False],
+        poller: Poller | None = ...,
+    ) -> S3Object: ...
+    @overload
+    def result(
+        self,
+        timeout: float | None = ...,
+        *,
+        codec: Codec | None = ...,
+        download: bool,
+        poller: Poller | None = ...,
+    ) -> Any: ...
+
     def result(
         self,
         timeout: float | None = None,
@@ -197,19 +230,27 @@ class Completion:
     """A finished invocation as a poller found it.
 
     ``invocation``; ``succeeded``; ``source`` (``"s3"`` or ``"notification"``: what
-    revealed it); ``failure_reason`` (from the error notification, when one arrived);
-    ``size`` (output bytes, when listed).
+    revealed it first); ``failure_reason`` (from the error notification, when one had
+    arrived; :meth:`exception` also sees a notification that arrived later); ``size``
+    (output bytes, when listed). Shared by every handle of the invocation in the process.
 
     .. versionadded:: 0.1.0
     """
 
     invocation: AsyncInvocation
     succeeded: bool
-    source: str
+    source: Literal["s3", "notification"]
     failure_reason: str | None = None
     size: int | None = None
     # The failure object's bytes once read (exception() reads it once per completion).
     _cache: dict[str, bytes | None] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: Literal[True] = ...) -> Any: ...
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: Literal[False]) -> S3Object: ...
+    @overload
+    def result(self, *, codec: Codec | None = ..., download: bool) -> Any: ...
 
     def result(self, *, codec: Codec | None = None, download: bool = True) -> Any:
         """The output: fetched and decoded with ``codec`` (default: the invocation's

@@ -220,7 +220,7 @@ def _upload(
     stream: Any,
     content_type: str | None,
 ) -> None:
-    s3 = endpoint.client("s3")
+    s3: Any = endpoint.client("s3")  # extra args built as a plain dict
     extra = {"ContentType": content_type} if content_type else {}
     if data is not None:
         run(

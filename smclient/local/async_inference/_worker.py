@@ -298,11 +298,13 @@ class AsyncWorker:
             name=f"smclient-async-{self._endpoint_name}-invoke",
             daemon=True,
         )
+        # The invocation's time starts before the model does: taken after start(), a slow
+        # scheduler could let the model run (and the clock move) before the deadline is set.
+        timeout = job.request.invocation_timeout_seconds
+        deadline = self._clock() + timeout
         with self._cond:
             self._calls.add(thread)
         thread.start()
-        timeout = job.request.invocation_timeout_seconds
-        deadline = self._clock() + timeout
         while not call.done.wait(max(0.0, min(self._poll_interval, deadline - self._clock()))):
             if self._clock() >= deadline:
                 raise _Failed(notify.timed_out(timeout))
