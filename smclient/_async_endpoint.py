@@ -14,6 +14,7 @@ client runs in a worker thread (``asyncio.to_thread``) so the loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -416,9 +417,15 @@ class AsyncEndpoint:
 
     async def submit(self, body: Any = None, **options: Any) -> AsyncInvocation:
         """Submit an asynchronous inference; arguments and result as :meth:`Endpoint.submit`.
-        The S3 upload and the ``InvokeEndpointAsync`` call run in a worker thread (boto3's
-        managed transfer has no asyncio form)."""
-        return await asyncio.to_thread(self._endpoint.submit, body, **options)
+        The S3 upload runs in a worker thread (boto3's managed transfer has no asyncio form);
+        the ``InvokeEndpointAsync`` call itself is sent on this loop, like every runtime call.
+        """
+        loop = asyncio.get_running_loop()
+        bridged = copy.copy(self._endpoint)
+        bridged._requester = _LoopBridge(self._endpoint.requester, self._requester, loop)
+        handle = await asyncio.to_thread(bridged.submit, body, **options)
+        # The handle keeps the plain endpoint (the bridge is bound to this loop).
+        return attrs.evolve(handle, endpoint=self._endpoint)
 
     async def aclose(self) -> None:
         """Close the running loop's connections and the boto3 clients' pools. The endpoint
@@ -447,6 +454,24 @@ def _rebuild(endpoint: Endpoint) -> AsyncEndpoint:
     rebuilt._endpoint = endpoint
     rebuilt._requester = AsyncRequester(endpoint.requester)
     return rebuilt
+
+
+class _LoopBridge(Requester):
+    """The sync submit's requester, run in a worker thread: its ``InvokeEndpointAsync`` is
+    sent by the asyncio requester on the endpoint's loop (the thread waits for it)."""
+
+    def __init__(
+        self, base: Requester, on_loop: AsyncRequester, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(base.name, base.factory, base.retry, base.codec)
+        self._on_loop = on_loop
+        self._loop = loop
+
+    def submit(
+        self, request: Request, retry: RetryPolicy | None = None
+    ) -> tuple[AsyncResponse, Outcome]:
+        sent = asyncio.run_coroutine_threadsafe(self._on_loop.submit(request, retry), self._loop)
+        return sent.result()
 
 
 class _StreamOpener:
