@@ -80,13 +80,16 @@ def _dists(session: nox.Session) -> list[str]:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: per-call overhead against raw boto3, and import time."""
+    """Benchmarks: per-call overhead against raw boto3, import time, streaming, the async
+    poller, the local endpoint, and batch scoring (invoke_many, Dask, Ray)."""
     session.install("-e", ".[test]")
     session.run("python", "tests/benchmarks/bench_invoke.py", *session.posargs)
+    session.run("python", "tests/benchmarks/bench_asyncio.py")
     session.run("python", "tests/benchmarks/bench_import.py")
     session.run("python", "tests/benchmarks/bench_stream.py")
     session.run("python", "tests/benchmarks/bench_poller.py")
     session.run("python", "tests/benchmarks/bench_local.py")
+    session.run("python", "tests/benchmarks/bench_batch.py")
     # smclient alone here; `nox -s bench_official` adds the official client (Python 3.12).
     session.run("python", "tests/benchmarks/bench_duplex.py")
 

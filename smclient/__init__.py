@@ -59,6 +59,9 @@ from ._splitting import SSEEvent
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from ._async_endpoint import AsyncEndpoint, AsyncModelHandle, as_completed_async, wait_async
+    from ._async_session import AsyncSession
+    from ._async_streaming import AsyncResponseStream
     from ._asyncinference import (
         AsyncInferenceError,
         AsyncInvocation,
@@ -71,7 +74,7 @@ if TYPE_CHECKING:
         as_completed,
         wait,
     )
-    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary
+    from ._batch import BatchItem, BatchResult, BatchRun, BatchSummary, Scorer
     from ._deploy import (
         EndpointCreationError,
         create_async_endpoint,
@@ -92,8 +95,12 @@ __all__ = [
     "NPY",
     "RAW",
     "AsyncDuplexStream",
+    "AsyncEndpoint",
     "AsyncInferenceError",
     "AsyncInvocation",
+    "AsyncModelHandle",
+    "AsyncResponseStream",
+    "AsyncSession",
     "AsyncTimeoutError",
     "BatchItem",
     "BatchResult",
@@ -136,6 +143,7 @@ __all__ = [
     "S3Object",
     "SMClientError",
     "SSEEvent",
+    "Scorer",
     "ServiceError",
     "ServiceUnavailableError",
     "Session",
@@ -154,16 +162,24 @@ __all__ = [
     "ValidationError",
     "WaitResult",
     "as_completed",
+    "as_completed_async",
     "create_async_endpoint",
     "create_multi_model_endpoint",
     "delete_endpoint",
     "wait",
+    "wait_async",
 ]
 
 # Async inference, endpoint creation and bidirectional streaming load on first use: they
 # cost ~30 ms of import time (asyncio, ssl).
 _LAZY = {
     "AsyncDuplexStream": "_duplex",
+    "AsyncEndpoint": "_async_endpoint",
+    "AsyncModelHandle": "_async_endpoint",
+    "AsyncResponseStream": "_async_streaming",
+    "AsyncSession": "_async_session",
+    "as_completed_async": "_async_endpoint",
+    "wait_async": "_async_endpoint",
     "AsyncInferenceError": "_asyncinference",
     "AsyncInvocation": "_asyncinference",
     "AsyncTimeoutError": "_asyncinference",
@@ -180,6 +196,7 @@ _LAZY = {
     "ReconnectPolicy": "_duplex",
     "S3AccessDeniedError": "_asyncinference",
     "S3Object": "_asyncinference",
+    "Scorer": "_batch",
     "WaitResult": "_asyncinference",
     "as_completed": "_asyncinference",
     "create_async_endpoint": "_deploy",

@@ -174,6 +174,26 @@ class ClientFactory:
 
         setting = transport_setting(self.config.transport)
         client = self.client("sagemaker-runtime")
+        return self._choose(setting, client)
+
+    def ready_transport(self) -> Transport | None:
+        """:meth:`transport` if choosing it needs no I/O (client and transports already
+        built in this process), else ``None`` (the asyncio API then builds in a thread)."""
+        from ._transport import transport_setting
+
+        setting = transport_setting(self.config.transport)
+        client = self._clients.get("sagemaker-runtime")
+        if client is None or os.getpid() != self._pid:
+            return None
+        transports = self._transports
+        needed = {"boto3": ("boto3",), "fast": ("fast",)}.get(setting, ("watch", "fast"))
+        for key in needed:
+            found = transports.get(key)
+            if found is None or found[0] is not client:
+                return None
+        return self._choose(setting, client)
+
+    def _choose(self, setting: str, client: Any) -> Transport:
         transports = self._transports
         if setting == "auto":
             watch = transports.get("watch")

@@ -244,8 +244,10 @@ class Endpoint:
 
         ``items``: any iterable, read lazily from the iterating thread: at most ``window``
         items (default ``concurrency``) are read ahead of the consumer, so a generator of
-        millions of records is never held in memory. Each item is a body (as for
-        :meth:`invoke`) or a :class:`BatchItem` carrying its own options (target model,
+        millions of records is never held in memory. A larger ``window`` (say twice
+        ``concurrency``) lets a worker start its next item without waiting for the iterating
+        thread, and keeps calls flowing behind a slow item in input order. Each item is a
+        body (as for :meth:`invoke`) or a :class:`BatchItem` carrying its own options (target model,
         inference id, custom attributes, content type...). ``content_type``, ``accept``,
         ``custom_attributes`` and ``codec`` are defaults for every item.
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._asyncinference import AsyncInvocation, Completion
     from ._models import InvocationResult
     from ._session import Session
+    from ._session_info import SessionInfo
     from ._streaming import ResponseStream
 
 PREVIEW_CHARS = 2000  # characters of text shown at most
@@ -198,9 +199,12 @@ def response_stream(stream: ResponseStream) -> str:
 def session(sess: Session) -> str:
     """``Session._repr_html_``: state, id, endpoint, expiry and the time left."""
     state = sess.state.value
-    info = sess.info
+    try:
+        info: SessionInfo | None = sess.info
+    except AssertionError:  # no id yet: the open call has not answered
+        info = None
     expires = None
-    if info.expires_at is not None:
+    if info is not None and info.expires_at is not None:
         left = sess.expires_in
         stamp = info.expires_at.astimezone(datetime.timezone.utc)
         expires = stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -208,7 +212,7 @@ def session(sess: Session) -> str:
             expires = f"{expires} ({'expires' if left > 0 else 'expired'} {_countdown(left)})"
     rows: list[tuple[str, object]] = [
         ("state", state),
-        ("id", info.id),
+        ("id", info.id if info is not None else "(none yet)"),
         ("endpoint", sess.endpoint.name),
         ("expires", expires or "(unknown)"),
     ]

@@ -172,6 +172,8 @@ def build_async(endpoint: str, headers: dict[str, Any]) -> Request:
         for param, header in _ASYNC_HEADERS
         if headers.get(param) is not None
     )
+    for param, _header, value in fields:
+        check.header(param, value, maximum=len(value))  # no CR/LF or other non-printables
     return Request(ASYNC, endpoint, fields, b"")
 
 

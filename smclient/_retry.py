@@ -29,7 +29,7 @@ import math
 import random as _random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -55,7 +55,7 @@ from ._errors import (
     translate,
 )
 
-__all__ = ["RetryEvent", "RetryPolicy", "RetryReason", "classify", "run"]
+__all__ = ["RetryEvent", "RetryPolicy", "RetryReason", "classify", "run", "run_async"]
 
 logger = logging.getLogger("smclient")
 T = TypeVar("T")
@@ -422,3 +422,46 @@ def run(
         reraise=True,
     )
     return retrying(call.translated, fn), call.outcome()
+
+
+async def run_async(
+    policy: RetryPolicy,
+    fn: Callable[[], Awaitable[T]],
+    *,
+    endpoint: str | None,
+    operation: str,
+    target_model: str | None = None,
+) -> tuple[T, Outcome]:
+    """:func:`run` for coroutines: the same decisions (``_Call``), waits with
+    ``asyncio.sleep`` unless the policy was given its own ``sleep`` (a test's fake clock),
+    never blocking the event loop. Cancellation propagates at once.
+
+    .. versionadded:: 0.2.0
+    """
+    import asyncio
+
+    call = _Call(policy, endpoint, operation, target_model)
+    while True:
+        try:
+            try:
+                return await fn(), call.outcome()
+            except Exception as exc:
+                if isinstance(exc, SMClientError) or type(exc).__module__.startswith("botocore"):
+                    # the same translation as the sync loop
+                    call.translated(_raiser(exc))
+                raise
+        except SMClientError as error:
+            delay = call.delay_after(error)
+            if delay is None:
+                raise
+        if policy.sleep is time.sleep:
+            await asyncio.sleep(delay)
+        else:
+            policy.sleep(delay)
+
+
+def _raiser(exc: BaseException) -> Callable[[], Any]:
+    def again() -> Any:
+        raise exc
+
+    return again

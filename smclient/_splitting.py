@@ -16,7 +16,32 @@ from typing import Any
 
 import attrs
 
-__all__ = ["SSEEvent", "iter_json_lines", "iter_lines", "iter_sse"]
+__all__ = ["LineSplitter", "SSEEvent", "SSEParser", "iter_json_lines", "iter_lines", "iter_sse"]
+
+
+class LineSplitter:
+    """Incremental line splitting (no I/O): :meth:`feed` a chunk, get its complete lines;
+    :meth:`end` returns the tail. The sync and asyncio streams share it."""
+
+    def __init__(self, encoding: str = "utf-8") -> None:
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._pending = ""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        text = self._decoder.decode(chunk)
+        if "\n" not in text:
+            self._pending += text
+            return []
+        parts = (self._pending + text).split("\n")
+        self._pending = parts.pop()
+        return [line[:-1] if line.endswith("\r") else line for line in parts]
+
+    def end(self) -> list[str]:
+        pending = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        if pending:
+            return [pending[:-1] if pending.endswith("\r") else pending]
+        return []
 
 
 def iter_lines(chunks: Iterable[bytes], *, encoding: str = "utf-8") -> Iterator[str]:
@@ -25,20 +50,10 @@ def iter_lines(chunks: Iterable[bytes], *, encoding: str = "utf-8") -> Iterator[
     A final line without a newline is emitted at the end; an empty stream yields nothing.
     Invalid UTF-8 raises ``UnicodeDecodeError``.
     """
-    decoder = codecs.getincrementaldecoder(encoding)()
-    pending = ""
+    splitter = LineSplitter(encoding)
     for chunk in chunks:
-        text = decoder.decode(chunk)
-        if "\n" not in text:
-            pending += text
-            continue
-        parts = (pending + text).split("\n")
-        pending = parts.pop()
-        for line in parts:
-            yield line[:-1] if line.endswith("\r") else line
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending[:-1] if pending.endswith("\r") else pending
+        yield from splitter.feed(chunk)
+    yield from splitter.end()
 
 
 def iter_json_lines(chunks: Iterable[bytes]) -> Iterator[Any]:
@@ -67,35 +82,58 @@ class SSEEvent:
         return json.loads(self.data)
 
 
+class SSEParser:
+    """Incremental server-sent-events parsing over lines (no I/O): :meth:`line` returns the
+    event a blank line dispatches, :meth:`end` the last one; ``finished`` turns true at the
+    ``done`` sentinel. The sync and asyncio streams share it."""
+
+    def __init__(self, done: str | None = "[DONE]") -> None:
+        self._done = done
+        self._data: list[str] = []
+        self._fields: dict[str, Any] = {}
+        self.finished = False
+
+    def _dispatch(self) -> SSEEvent | None:
+        event = SSEEvent("\n".join(self._data), **self._fields) if self._data else None
+        self._data, self._fields = [], {}
+        if event is not None and self._done is not None and event.data == self._done:
+            self.finished = True
+            return None
+        return event
+
+    def line(self, line: str) -> SSEEvent | None:
+        if not line:
+            return self._dispatch()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._fields["event"] = value
+        elif name == "id":
+            self._fields["id"] = value
+        elif name == "retry" and value.isdigit():
+            self._fields["retry"] = int(value)
+        return None
+
+    def end(self) -> SSEEvent | None:
+        return None if self.finished else self._dispatch()
+
+
 def iter_sse(chunks: Iterable[bytes], *, done: str | None = "[DONE]") -> Iterator[SSEEvent]:
     """Server-sent events (the WHATWG event-stream format): fields ``data``, ``event``,
     ``id``, ``retry``; comment lines (``:``) ignored; an event is dispatched at a blank line,
     and a last event without one at the end. Iteration stops at an event whose data equals
     ``done`` (the OpenAI-style ``[DONE]`` sentinel; ``None`` turns that off)."""
-    data: list[str] = []
-    fields: dict[str, Any] = {}
+    parser = SSEParser(done)
     for line in iter_lines(chunks):
-        if not line:
-            if data:
-                event = SSEEvent("\n".join(data), **fields)
-                if done is not None and event.data == done:
-                    return
-                yield event
-            data, fields = [], {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            fields["event"] = value
-        elif name == "id":
-            fields["id"] = value
-        elif name == "retry" and value.isdigit():
-            fields["retry"] = int(value)
-    if data:
-        event = SSEEvent("\n".join(data), **fields)
-        if done is None or event.data != done:
+        event = parser.line(line)
+        if parser.finished:
+            return
+        if event is not None:
             yield event
+    last = parser.end()
+    if last is not None:
+        yield last

@@ -50,6 +50,53 @@ def _broken_stream_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+class FrameDecoder:
+    """Event-stream bytes to payload chunks (no I/O; shared by the sync and asyncio
+    streams): :meth:`feed` returns the payloads of the complete messages, raising the typed
+    error of an ``exception`` / ``error`` message; :meth:`broken` maps a failure of the
+    connection. Counts what arrived."""
+
+    def __init__(self, ctx: ErrorContext, started: float) -> None:
+        from botocore.eventstream import EventStreamBuffer
+
+        self._buffer = EventStreamBuffer()
+        self.ctx = ctx
+        self.started = started
+        self.time_to_first_byte: float | None = None
+        self.bytes_received = 0
+        self.chunks_received = 0
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The payloads of the complete messages, in order; an error message raises at its
+        place (after the payloads before it were yielded)."""
+        self._buffer.add_data(data)
+        for message in self._buffer:
+            headers: Any = message.headers
+            kind = headers.get(":message-type")
+            if kind == "event" and headers.get(":event-type") == "PayloadPart":
+                if not message.payload:
+                    continue
+                if self.time_to_first_byte is None:
+                    self.time_to_first_byte = time.monotonic() - self.started
+                self.bytes_received += len(message.payload)
+                self.chunks_received += 1
+                yield message.payload
+            elif kind in ("exception", "error"):
+                raise translate_stream_event(
+                    headers, message.payload, self.ctx, bytes_received=self.bytes_received
+                )
+            else:  # a newer event type: not ours to fail on
+                logger.debug("ignoring stream event %r", headers.get(":event-type"))
+
+    def broken(self, exc: BaseException) -> SMClientError:
+        return translate_stream_break(
+            exc,
+            self.ctx,
+            bytes_received=self.bytes_received,
+            chunks_received=self.chunks_received,
+        )
+
+
 class ResponseStream:
     """A streamed answer: iterate it for payload byte chunks, or use :meth:`lines`,
     :meth:`json_lines`, :meth:`sse` or :meth:`text`. Use it as a context manager: leaving
@@ -75,50 +122,33 @@ class ResponseStream:
         # Errors of this stream carry the request id of its response.
         self._ctx = attrs.evolve(ctx, request_id=self.request_id)
         self.attempts = ctx.attempts
-        self.time_to_first_byte: float | None = None
-        self.bytes_received = 0
-        self.chunks_received = 0
+        self._decoder = FrameDecoder(self._ctx, started)
         self._first: bytes | None = None
         self._chunks = self._read()
         self._closed = False
 
-    def _frames(self) -> Iterator[Any]:
-        from botocore.eventstream import EventStreamBuffer
+    @property
+    def time_to_first_byte(self) -> float | None:
+        return self._decoder.time_to_first_byte
 
-        buffer = EventStreamBuffer()
-        for data in self._raw.chunks:
-            buffer.add_data(data)
-            yield from buffer
+    @property
+    def bytes_received(self) -> int:
+        return self._decoder.bytes_received
+
+    @property
+    def chunks_received(self) -> int:
+        return self._decoder.chunks_received
 
     def _read(self) -> Generator[bytes, None, None]:
         broken = _broken_stream_errors()
+        decoder = self._decoder
         try:
-            for message in self._frames():
-                headers = message.headers
-                kind = headers.get(":message-type")
-                if kind == "event" and headers.get(":event-type") == "PayloadPart":
-                    if not message.payload:
-                        continue
-                    if self.time_to_first_byte is None:
-                        self.time_to_first_byte = time.monotonic() - self._started
-                    self.bytes_received += len(message.payload)
-                    self.chunks_received += 1
-                    yield message.payload
-                elif kind in ("exception", "error"):
-                    raise translate_stream_event(
-                        headers, message.payload, self._ctx, bytes_received=self.bytes_received
-                    )
-                else:  # a newer event type: not ours to fail on
-                    logger.debug("ignoring stream event %r", headers.get(":event-type"))
+            for data in self._raw.chunks:
+                yield from decoder.feed(data)
         except SMClientError:
             raise
         except broken as exc:
-            raise translate_stream_break(
-                exc,
-                self._ctx,
-                bytes_received=self.bytes_received,
-                chunks_received=self.chunks_received,
-            ) from exc
+            raise decoder.broken(exc) from exc
         finally:
             self._release()
 

@@ -420,3 +420,107 @@ def test_the_poller_measures_time_on_a_monotonic_clock(ep: Any, clock: Any) -> N
     with pytest.raises(AsyncTimeoutError):
         p.wait_one(inv)
     assert clock.now == pytest.approx(1012)
+
+
+def test_notifications_are_received_and_deleted_in_batches(
+    ep: Any, sub: Subscription, clock: Any, topics: tuple[str, str], requests: Requests
+) -> None:
+    invs = [handle(ep, n) for n in range(30, 55)]
+    put_many([h.output_location for h in invs], b"{}")
+    for inv in invs:
+        publish(ep, topics[0], notification(inv))
+    requests.watch(ep.client("sqs"))
+    p = sub.poller(clock=clock, sleep=clock.sleep, wait_time_seconds=0, s3=False)
+    p.track([*invs, handle(ep, 99)])
+    found = p.poll()
+    assert len(found) == 25  # one round drains the burst: full batches are followed at once
+    assert requests.counts["ReceiveMessage"] == 3  # 10 + 10 + 5 messages
+    assert requests.counts["DeleteMessageBatch"] == 3  # 10 per request
+    assert in_queue(ep, sub.queue_url) == 0
+
+
+def test_merging_what_two_sources_found() -> None:
+    from smclient._asyncinference import Completion
+    from smclient._asyncinference._registry import merge
+
+    inv = handle(types.SimpleNamespace(name="async-ep"), 1)  # type: ignore[arg-type]
+    failed = Completion(invocation=inv, succeeded=False, source="s3")
+    told = Completion(invocation=inv, succeeded=False, source="notification",
+                      failure_reason=REASON)  # fmt: skip
+    output = Completion(invocation=inv, succeeded=True, source="s3", size=3)
+    merged = merge(failed, told)
+    assert (merged.source, merged.failure_reason) == ("s3", REASON)  # first source, the reason
+    assert merge(told, failed) is told
+    assert merge(failed, output) is output  # an output wins over a failure object
+    assert merge(output, told) is output
+
+
+def test_a_progress_bar_is_closed_when_wait_returns_early(
+    ep: Any, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    bars: list[Any] = []
+
+    class FakeTqdm:
+        def __init__(self, total: int, **_: Any) -> None:
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, count: int) -> None:
+            self.n += count
+
+        def close(self) -> None:
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=FakeTqdm))
+    invs = [handle(ep, n) for n in range(60, 63)]
+    put(ep, invs[0].output_location)
+    p = Poller(ep, clock=clock, sleep=clock.sleep)
+    done, _ = p.wait(invs, return_when="FIRST_COMPLETED", progress=True)
+    assert done == [invs[0]]
+    assert (bars[0].total, bars[0].n, bars[0].closed) == (3, 1, True)
+
+
+def test_the_core_says_which_messages_to_delete() -> None:
+    # Sans-I/O: SQS messages in, completions and the messages to delete out.
+    inv = handle(types.SimpleNamespace(name="async-ep"), 70)  # type: ignore[arg-type]
+    state = PollState()
+    state.track([inv])
+    ours, foreign = "arn:aws:sns:us-east-1:123456789012:ok", "arn:aws:sns:us-east-1:1:x"
+
+    def message(body: str, topic: str = ours, received: int = 1) -> dict[str, Any]:
+        envelope = {"Type": "Notification", "TopicArn": topic, "Message": body}
+        attributes = {"ApproximateReceiveCount": str(received)}
+        return {"Body": json.dumps(envelope), "ReceiptHandle": body[:8], "Attributes": attributes}
+
+    test = json.dumps({"eventSource": "aws:sagemaker", "eventName": "TestNotification"})
+    failed = message(notification(inv, REASON))
+    other = message(notification(handle(types.SimpleNamespace(name="e"), 71)))  # type: ignore[arg-type]
+    batch = [message(test), failed, message(notification(inv), foreign), other]
+    found, delete = state.on_messages(batch, 0.0, topics=[ours], owned_queue=False, s3=True)
+    assert [c.failure_reason for c in found] == [REASON]
+    assert delete == [batch[0], failed]  # the test message and ours; the rest left alone
+    # In a queue of our own, what nobody handles goes after 5 receives.
+    stale = [message(notification(inv), foreign, received=5), {**other, "Attributes": {
+        "ApproximateReceiveCount": "5"}}]  # fmt: skip
+    _, delete = state.on_messages(stale, 0.0, topics=[ours], owned_queue=True, s3=True)
+    assert delete == stale
+    _, delete = state.on_messages(stale, 0.0, topics=[ours], owned_queue=True, s3=False)
+    assert delete == stale[:1]  # without S3 a notice stays for a poller that may track it
+
+
+def test_a_poller_learns_what_another_poller_found(ep: Any, clock: Any, requests: Requests) -> None:
+    mine, theirs = (Poller(ep, clock=clock, sleep=clock.sleep) for _ in range(2))
+    inv, other = handle(ep, 80), handle(ep, 81)
+    mine.track([inv, other])
+    assert mine.poll() == []  # its first S3 round: the next one is 5 s away
+    theirs.track([inv])
+    put(ep, inv.output_location)
+    [found] = theirs.poll(s3_now=True)  # say, in another thread
+    requests.watch(ep.client("s3"))
+    [learned] = mine.poll()  # no S3 round due yet: nothing sent, and still it knows
+    assert learned is found
+    assert requests.counts == {}
+    assert mine.pending == [other]
+    assert mine.completion(inv) is found

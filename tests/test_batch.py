@@ -568,3 +568,88 @@ def test_results_and_items_are_values() -> None:
     failure = BatchResult(3, item, None, ValueError("x"))
     assert not failure.ok
     assert repr(failure) == "BatchResult(index=3, error=ValueError('x'))"
+
+
+def test_a_base_exception_in_a_call_is_raised_not_swallowed(runtime: ScriptedRuntime) -> None:
+    class Exiting:
+        content_type = "application/json"
+
+        def encode(self, value: Any) -> bytes:
+            raise SystemExit(3)
+
+        def decode(self, data: bytes) -> Any:
+            return data
+
+    with runtime.endpoint() as ep:
+        run = ep.invoke_many([1, BatchItem(2, codec=Exiting()), 3], concurrency=2)
+        with pytest.raises(SystemExit):
+            list(run)
+    assert batch_threads() == []
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_true_picks_tqdm_else_a_text_bar_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from smclient._batch._progress import _Silent, _TextBar, reporter
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # importing it raises ImportError
+    assert isinstance(reporter(True, TTY()), _TextBar)
+    assert isinstance(reporter(True, io.StringIO()), _Silent)  # not a terminal: silent
+    assert isinstance(reporter(False), _Silent)
+
+    bars: list[Any] = []
+
+    class FakeBar:
+        def __init__(self, total: int | None, unit: str, desc: str) -> None:
+            self.n, self.total, self.postfix, self.closed = 0, total, {}, False
+            bars.append(self)
+
+        def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+            self.postfix = values
+
+        def update(self, n: int) -> None:
+            self.n += n
+
+        def close(self) -> None:
+            self.closed = True
+
+    written: list[str] = []
+    fake = types.ModuleType("tqdm.auto")
+    fake.tqdm = FakeBar  # type: ignore[attr-defined]
+    FakeBar.write = staticmethod(written.append)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tqdm.auto", fake)
+    with ScriptedRuntime() as server, server.endpoint() as ep:
+        server.queue(Reply.ok(), Reply.error("ValidationError", 400), Reply.ok())
+        list(ep.invoke_many([b"a", b"b", b"c"], concurrency=1, progress=True))
+    (bar,) = bars
+    assert (bar.n, bar.total, bar.postfix, bar.closed) == (3, 3, {"failed": 1}, True)
+    assert written[0].startswith("2 succeeded, 1 failed (ValidationError: 1), 0 retries")
+
+
+def test_a_wider_window_keeps_calls_flowing_behind_a_slow_head() -> None:
+    # Item 0 is held until seven later items have been answered: with concurrency 2 that
+    # needs a window of 8 (with the default window of 2 the batch would wait for item 0).
+    others = threading.Semaphore(0)
+
+    def predict(body: bytes, content_type: str | None, accept: str | None) -> bytes:
+        record = json.loads(body)
+        if record["i"] == 0:
+            for _ in range(7):
+                assert others.acquire(timeout=WAIT)
+        else:
+            others.release()
+        return answer(body)
+
+    with LocalEndpoint(predict) as server, server.endpoint() as ep:
+        run = ep.invoke_many([{"i": i} for i in range(12)], concurrency=2, window=8)
+        results = list(run)
+    assert [r.index for r in results] == list(range(12))
+    assert all(r.ok for r in results)

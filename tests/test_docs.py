@@ -245,3 +245,65 @@ def test_unlisted_pages_are_filed_under_their_section(tmp_path: Path) -> None:
         "How-to": [("Spark", "howto/spark.md")],
         "Notebooks": [("Duplex", "notebooks/duplex.ipynb")],
     }
+
+
+def test_the_build_fails_when_a_public_name_has_no_anchor(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # on_post_build reads the rendered pages; a warning fails `mkdocs build --strict`.
+    for namespace, page, *_ in REFERENCE.NAMESPACES:
+        html = tmp_path / Path(page).with_suffix("") / "index.html"
+        html.parent.mkdir(parents=True)
+        ids = [item.path for item in REFERENCE.public_names(namespace)]
+        if namespace == "smclient":
+            ids.remove("smclient.Endpoint")
+        html.write_text("".join(f'<h3 id="{i}">{i}</h3>' for i in ids))
+    with caplog.at_level("WARNING"):
+        REFERENCE.on_post_build({"site_dir": str(tmp_path)})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["public name smclient.Endpoint has no entry in the API reference"]
+
+
+def test_changelog_links_work_from_the_site(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "CHANGELOG.md").write_text(
+        "- See [errors](docs/errors.md#tree), [the README](README.md), "
+        "[keep a changelog](https://keepachangelog.com/) and [above](#unreleased).\n"
+    )
+    monkeypatch.setattr(REFERENCE, "ROOT", tmp_path)
+    assert REFERENCE.changelog_page() == (
+        "- See [errors](errors.md#tree), "
+        "[the README](https://github.com/smclient/smclient/blob/main/README.md), "
+        "[keep a changelog](https://keepachangelog.com/) and [above](#unreleased).\n"
+    )
+
+
+def test_links_leaving_docs_point_at_github() -> None:
+    spec = importlib.util.spec_from_file_location("_smclient_links", DOCS / "_tools/links.py")
+    assert spec is not None
+    assert spec.loader is not None
+    links = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(links)
+    text = (
+        "[a](../tests/test_docs.py) [b](../../CHANGELOG.md#unreleased) [c](retries.md) "
+        "[d](../missing.py) [e](https://x.org/a.md) [f](#here)"
+    )
+    assert links.outside_links(text, "howto/page.md", DOCS) == (
+        "[a](../tests/test_docs.py) "  # from docs/howto/ that is docs/tests/...: left alone
+        "[b](https://github.com/smclient/smclient/blob/main/CHANGELOG.md#unreleased) "
+        "[c](retries.md) [d](../missing.py) [e](https://x.org/a.md) [f](#here)"
+    )
+    assert links.outside_links("[t](../tests/test_docs.py)", "index.md", DOCS) == (
+        "[t](https://github.com/smclient/smclient/blob/main/tests/test_docs.py)"
+    )
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_use_only_public_names(notebook: Path) -> None:
+    # Users copy notebook cells: nothing private (smclient._x, smclient.local._x, ...).
+    cells = json.loads(notebook.read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "smclient" in code
+    private = re.findall(r"\bsmclient(?:\.\w+)*\._\w+|from \.+_\w+", code)
+    assert private == [], f"{notebook.name} uses private names: {private}"

@@ -1,7 +1,7 @@
 """The How-to recipes run: their code blocks are executed here (moto in-process, loopback
 servers on port 0 that the recipes' own code starts), so a recipe cannot drift from the
-library. The FastAPI recipe is only compiled (tests/test_docs.py): FastAPI is not a
-dependency."""
+library. The FastAPI recipe runs where the docs extra installed FastAPI (CI), and is
+skipped, with the reason, under the README's plain test install."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from smclient.local import HandlerError, LocalEndpoint
+from smclient.testing import Reply, ScriptedRuntime
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -72,3 +73,28 @@ def test_batch_recipe_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         {"id": "2", "error": "ModelError"},
         {"id": "3", "score": 4},
     ]
+
+
+def test_fastapi_recipe_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi", reason="FastAPI comes with the docs extra")
+    pytest.importorskip("httpx2", reason="FastAPI's TestClient needs httpx2 (docs extra)")
+    service, test = blocks("howto/fastapi.md")
+    (tmp_path / "service.py").write_text(service)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(test, "fastapi.md", "exec"), namespace)
+        namespace["test_model_error_is_a_502"](monkeypatch)  # type: ignore[operator]
+        import service as module  # the recipe's app, as the test imported it
+
+        with ScriptedRuntime() as runtime:
+            from fastapi.testclient import TestClient
+
+            monkeypatch.setattr(module, "endpoint", runtime.endpoint("sentiment"))
+            runtime.queue(Reply.ok(b'{"label": "pos"}'))
+            answer = TestClient(module.app).post("/score", json={"text": "hi"})
+            assert answer.status_code == 200
+            assert answer.json()["score"] == {"label": "pos"}
+            assert runtime.requests[0].headers["x-amzn-sagemaker-target-model"] == "sentiment-v1"
+    finally:
+        sys.modules.pop("service", None)

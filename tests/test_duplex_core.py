@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("h2", reason="bidirectional streaming needs the 'duplex' extra (h2)")
 
+import contextlib
+
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from smclient import (
@@ -460,3 +462,61 @@ def test_missing_extra_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch)
     )
     with pytest.raises(ConfigurationError, match=r"smclient\[duplex\]"):
         endpoint.duplex()
+
+
+def test_decoder_refuses_impossible_lengths_and_joins_big_messages_in_linear_time() -> None:
+    from botocore.eventstream import ParserError
+
+    with pytest.raises(ParserError):
+        Decoder().feed(b"\x00\x00\x00\x05" + b"\x00" * 12)
+    big = encode_message([("n", "1")], b"z" * (4 * 1024 * 1024))
+    decoder = Decoder()
+    found = []
+    for start in range(0, len(big), 16384):  # as HTTP/2 DATA frames deliver it
+        found += decoder.feed(big[start : start + 16384])
+    assert [len(e.payload) for e in found] == [4 * 1024 * 1024]
+
+
+@given(st.binary(max_size=200), st.integers(min_value=1, max_value=50))
+def test_decoder_fuzz_only_parser_errors_escape(data: bytes, cut: int) -> None:
+    from botocore.eventstream import ParserError
+
+    decoder = Decoder()
+    try:
+        for start in range(0, len(data), cut):
+            for event in decoder.feed(data[start : start + cut]):
+                assert isinstance(event.payload, bytes)
+    except ParserError:
+        pass
+
+
+@given(st.binary(max_size=200))
+def test_local_frame_buffer_fuzz_only_parser_errors_escape(data: bytes) -> None:
+    from botocore.eventstream import ParserError
+
+    from smclient.local.bidi._frames import FrameBuffer
+
+    with contextlib.suppress(ParserError):
+        FrameBuffer().feed(data)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("part_size", 0),
+        ("part_size", True),
+        ("part_size", 1.5),
+        ("max_message_bytes", 0),
+        ("read_timeout", 0),
+        ("read_timeout", float("nan")),
+        ("read_timeout", float("inf")),
+        ("close_timeout", -1),
+    ],
+)
+def test_stream_options_are_checked_before_sending(option: str, value: object) -> None:
+    endpoint = Endpoint(
+        "e", endpoint_url="http://127.0.0.1:9", config=ClientConfig(sign_requests=False)
+    )
+    with pytest.raises(InvalidInputError) as info:
+        endpoint.duplex(**{option: value})  # type: ignore[arg-type]
+    assert info.value.field == option

@@ -7,6 +7,7 @@ timeout, the smallest the loop can honour reliably."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -438,3 +439,92 @@ def _wait_for(condition: Any) -> None:
             return
         done.wait(0.01)
     assert condition()
+
+
+def test_a_corrupt_event_from_the_service_breaks_the_stream_cleanly() -> None:
+    async def corrupt(call: BidiCall) -> None:
+        async for _ in call:
+            await call.send(b"fine")
+            await call._emit(b"\x00\x00\x00\x20" + b"\xff" * 28)  # bad prelude CRC
+
+    with BidiServer(corrupt) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        with endpoint.duplex() as stream:
+            stream.send(b"x")
+            assert stream.receive() == DuplexMessage(b"fine")
+            with pytest.raises(StreamInterruptedError, match="corrupt event-stream message"):
+                stream.receive()
+            with pytest.raises(StreamInterruptedError):
+                stream.send(b"y")
+
+
+def test_a_message_larger_than_max_message_bytes_fails_the_stream() -> None:
+    async def huge(call: BidiCall) -> None:
+        async for _ in call:
+            for _ in range(5):
+                await call.send(b"0123456789", complete=False)
+            await call.send(b"end")
+
+    with BidiServer(huge) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        with endpoint.duplex(max_message_bytes=32) as stream:
+            stream.send(b"x")
+            with pytest.raises(StreamInterruptedError, match="max_message_bytes=32"):
+                stream.receive()
+
+
+def test_an_8_mib_message_both_ways(server: BidiServer) -> None:
+    payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    with _endpoint(server).duplex() as stream:
+        stream.send(payload)  # 8 parts of 1 MiB
+        assert stream.receive() == DuplexMessage(payload.upper(), "BINARY")  # one 8 MiB event
+    assert server.events_received == 8
+
+
+def test_text_that_is_not_valid_unicode_is_refused_before_sending(server: BidiServer) -> None:
+    with _endpoint(server).duplex() as stream:
+        with pytest.raises(InvalidInputError, match="surrogates"):
+            stream.send("bad \ud800 text")
+        stream.send("fine")  # the stream is untouched
+        assert stream.receive() == DuplexMessage(b"FINE", "BINARY")
+    assert server.events_received == 1
+
+
+def test_a_credential_refresh_that_fails_is_a_configuration_error() -> None:
+    from smclient import ConfigurationError
+
+    calls = [0]
+
+    def refresh() -> dict[str, str]:
+        calls[0] += 1
+        if calls[0] > 2:  # the initial load and the check before connecting succeed
+            raise RuntimeError("the SSO token expired")
+        soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        return {
+            "access_key": "AKIDLOCAL",
+            "secret_key": "local-secret",
+            "token": "t",
+            "expiry_time": soon.isoformat(),
+        }
+
+    creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    session = boto3.Session(region_name="us-west-2")
+    session._session._credentials = creds
+    with BidiServer(echo, credentials=KEYS) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, boto3_session=session)
+        with pytest.raises(ConfigurationError, match="SSO token expired"), endpoint.duplex():
+            pass
+
+
+def test_the_30_minute_cap_also_cuts_a_silent_client() -> None:
+    now = [0.0]
+    with BidiServer(echo, clock=lambda: now[0]) as server:
+        endpoint = Endpoint("m", endpoint_url=server.url, config=ClientConfig(sign_requests=False))
+        with endpoint.duplex() as stream:
+            stream.send(b"hi")
+            assert stream.receive() == DuplexMessage(b"HI")
+            assert server.enforce_max_age() == 0  # young
+            now[0] = 1800.0  # the client only listens from here on
+            assert server.enforce_max_age() == 1
+            with pytest.raises(StreamInterruptedError):
+                _drain(stream)

@@ -9,8 +9,12 @@ def test_public_names_are_pinned() -> None:
         "NPY",
         "RAW",
         "AsyncDuplexStream",
+        "AsyncEndpoint",
         "AsyncInferenceError",
         "AsyncInvocation",
+        "AsyncModelHandle",
+        "AsyncResponseStream",
+        "AsyncSession",
         "AsyncTimeoutError",
         "BatchItem",
         "BatchResult",
@@ -53,6 +57,7 @@ def test_public_names_are_pinned() -> None:
         "S3Object",
         "SMClientError",
         "SSEEvent",
+        "Scorer",
         "ServiceError",
         "ServiceUnavailableError",
         "Session",
@@ -71,10 +76,12 @@ def test_public_names_are_pinned() -> None:
         "ValidationError",
         "WaitResult",
         "as_completed",
+        "as_completed_async",
         "create_async_endpoint",
         "create_multi_model_endpoint",
         "delete_endpoint",
         "wait",
+        "wait_async",
     ]
 
 

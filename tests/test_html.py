@@ -11,7 +11,6 @@ import datetime
 import json
 import re
 import types
-import warnings
 
 import pytest
 
@@ -299,19 +298,17 @@ class Chat:
 
 
 def test_real_objects_render() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        with LocalEndpoint(Chat(), name="chat") as local:
-            endpoint = local.endpoint()
-            answer = endpoint.invoke(b"hi", content_type="text/plain", accept="text/html")
-            assert "&lt;script&gt;" in answer._repr_html_()
-            with endpoint.stream(b"hi", accept="text/plain") as stream:
-                assert list(stream.lines()) == ["<b>one</b>", "two"]
-            html = stream._repr_html_()
-            assert "text/plain" in html
-            assert f"{stream.bytes_received:,} bytes in {stream.chunks_received:,} chunks" in html
-            assert "<b>" not in html  # the payload is never kept or shown
-            with endpoint.session() as sess:
-                assert sess.id in sess._repr_html_()
-            assert "closed" in sess._repr_html_()
-            endpoint.close()
+    with LocalEndpoint(Chat(), name="chat") as local:
+        endpoint = local.endpoint()
+        answer = endpoint.invoke(b"hi", content_type="text/plain", accept="text/html")
+        assert "&lt;script&gt;" in answer._repr_html_()
+        with endpoint.stream(b"hi", accept="text/plain") as stream:
+            assert list(stream.lines()) == ["<b>one</b>", "two"]
+        html = stream._repr_html_()
+        assert "text/plain" in html
+        assert f"{stream.bytes_received:,} bytes in {stream.chunks_received:,} chunks" in html
+        assert "<b>" not in html  # the payload is never kept or shown
+        with endpoint.session() as sess:
+            assert sess.id in sess._repr_html_()
+        assert "closed" in sess._repr_html_()
+        endpoint.close()

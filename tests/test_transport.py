@@ -712,3 +712,45 @@ def test_validation_error_is_typed_on_the_fast_path(runtime: ScriptedRuntime) ->
         _fast(runtime.url).invoke(b"x")
     assert info.value.http_status == 400
     assert info.value.request_id
+
+
+# -- TLS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_runtime(tmp_path: Any) -> Iterator[tuple[str, str]]:
+    """An HTTPS loopback server with a self-signed certificate for 127.0.0.1 (made with the
+    openssl command line); yields its URL and the certificate's path."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command line to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = Recorder()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    yield server.url.replace("http://", "https://"), str(cert)
+    server.close()
+
+
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+def test_tls_is_verified_against_aws_ca_bundle(
+    tls_runtime: tuple[str, str], monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    url, cert = tls_runtime
+    config = ClientConfig(transport=transport)  # type: ignore[arg-type]
+    with pytest.raises(ConnectError):  # an unknown certificate: refused before sending
+        Endpoint("ep-1", endpoint_url=url, config=config, retry=RetryPolicy.never()).invoke(b"x")
+    monkeypatch.setenv("AWS_CA_BUNDLE", cert)
+    ep = Endpoint("ep-1", endpoint_url=url, config=config)
+    assert ep.transport == transport
+    assert ep.invoke(b"x").body == b"ok"

@@ -396,3 +396,34 @@ def testing_helpers() -> None:
         assert_type(runtime.endpoint("e"), Endpoint)
         with no_retry_waits():
             pass
+
+
+def check_duplex(ep: Endpoint) -> None:
+    from smclient import (
+        AsyncDuplexStream,
+        DuplexMessage,
+        DuplexStream,
+        ReconnectEvent,
+        ReconnectPolicy,
+    )
+
+    def restore(event: ReconnectEvent) -> None:
+        assert_type(event.attempt, int)
+
+    with ep.duplex(reconnect=ReconnectPolicy(), on_reconnect=restore) as stream:
+        assert_type(stream, DuplexStream)
+        stream.send(b"audio")
+        stream.send("text")
+        assert_type(stream.receive(), DuplexMessage | None)
+        for message in stream:
+            assert_type(message, DuplexMessage)
+            assert_type(message.data, bytes)
+            assert_type(message.is_text, bool)
+        stream.close_input()
+
+    async def talk() -> None:
+        async with ep.duplex_async(part_size=4096) as astream:
+            assert_type(astream, AsyncDuplexStream)
+            await astream.send(b"x")
+            async for item in astream:
+                assert_type(item, DuplexMessage)

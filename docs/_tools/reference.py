@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def reference_page(namespace: str, title: str, description: str) -> str:
         description,
         "",
         "Generated from the docstrings of every name in "
-        f"`{namespace}.__all__`: import them as `from {namespace} import ...`.",
+        f"`{namespace}.__all__`; import each as `from {namespace} import Name`.",
         "",
     ]
     for kind in KINDS:
@@ -140,8 +141,22 @@ def index_page() -> str:
     return "\n".join(lines)
 
 
+REPOSITORY = "https://github.com/smclient/smclient/blob/main/"
+_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s]+)\)")
+
+
 def changelog_page() -> str:
-    return (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    """CHANGELOG.md, its links made to work from the site's root: ``docs/x.md`` becomes
+    ``x.md``, any other file of the repository a link to it on GitHub."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+
+    def relink(match: re.Match[str]) -> str:
+        target = match.group(1)
+        if target.startswith("docs/"):
+            return f"]({target.removeprefix('docs/')})"
+        return f"]({REPOSITORY}{target})"
+
+    return _LINK.sub(relink, text)
 
 
 def generated_pages() -> dict[str, str]:

@@ -27,9 +27,10 @@ class AsyncInferenceError(SMClientError):
     """An asynchronous invocation failed.
 
     ``inference_id``, ``endpoint``, ``failure_location`` (``s3://`` URL),
-    ``failure_reason`` (the error notification's ``failureReason``; when the failure was
-    found in S3 before its notification, the failure object's own ``failureReason`` field
-    if it has one, else ``None``), ``failure_content`` (the failure
+    ``failure_reason`` (the error notification's ``failureReason``, also when the failure
+    was found in S3 first and the notification came later; without a notification, the
+    failure object's own ``failureReason`` field if it has one, else ``None``),
+    ``failure_content`` (the failure
     object's bytes, ``None`` when it could not be read) and ``error_code`` (its
     ``errorCode`` when the object is JSON carrying one).
 

@@ -50,6 +50,11 @@ class AsyncInvocation:
     ``endpoint`` whose clients read S3 is not serialised; :meth:`from_json` takes one
     or builds ``Endpoint(endpoint_name, region=region, aws_endpoint_url=...)``.
 
+    Like a :class:`concurrent.futures.Future`: :meth:`done`, :meth:`result`,
+    :meth:`exception`. Once any poller in the process found the result, every handle of
+    the same inference (equal handles, copies, ones loaded with :meth:`from_json`) knows it
+    and answers without a polling request.
+
     .. versionadded:: 0.1.0
     """
 
@@ -225,8 +230,9 @@ class Completion:
     """A finished invocation as a poller found it.
 
     ``invocation``; ``succeeded``; ``source`` (``"s3"`` or ``"notification"``: what
-    revealed it); ``failure_reason`` (from the error notification, when one arrived);
-    ``size`` (output bytes, when listed).
+    revealed it first); ``failure_reason`` (from the error notification, when one had
+    arrived; :meth:`exception` also sees a notification that arrived later); ``size``
+    (output bytes, when listed). Shared by every handle of the invocation in the process.
 
     .. versionadded:: 0.1.0
     """

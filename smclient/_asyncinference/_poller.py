@@ -34,7 +34,6 @@ from .._errors import InvalidInputError, ServiceError
 from .._retry import RetryPolicy
 from . import _notify as notify
 from . import _s3 as s3
-from ._checks import split_s3_url
 from ._errors import AsyncTimeoutError, timeout_message
 from ._handle import AsyncInvocation, Completion
 from ._progress import Progress, reporter
@@ -178,7 +177,7 @@ class Poller:
         only looked at (no long poll): results already in S3 (a resumed handle) are
         returned at once instead of after ``wait_time_seconds``."""
         state = self._state
-        found: list[Completion] = []
+        found: list[Completion] = state.drain()  # found by other pollers meanwhile
         if s3_now:
             found += self._s3_round_if(due=True)
         if self.queue_url is not None and state.pending:
@@ -192,9 +191,9 @@ class Poller:
             not c.succeeded and not c.failure_reason for c in found
         ):
             # Failures found in S3: a notification already queued lends them its reason.
-            more = self._receive(0)
-            found = [state.done.get(c.invocation.key, c) for c in found] + more
-        return found
+            found += self._receive(0)
+        found += state.drain()
+        return [state.done.get(c.invocation.key, c) for c in found]
 
     def as_completed(
         self,
@@ -282,6 +281,16 @@ class Poller:
         """Completions of ``wanted`` as they finish (each handle learns its own), ending at
         the deadline after one last look; whatever is left is still pending."""
         report = reporter(progress)
+        try:
+            yield from self._run(wanted, timeout, report)
+        finally:  # also when the caller stops early (return_when, a break)
+            close = getattr(report, "close", None)
+            if close is not None:
+                close()
+
+    def _run(
+        self, wanted: list[AsyncInvocation], timeout: float | None, report: Progress | None
+    ) -> Iterator[Completion]:
         self.track(wanted)
         start = self.clock()
         if timeout is not None:
@@ -295,15 +304,14 @@ class Poller:
         total, count = len(left), 0
         first, final = True, False
         while True:
-            finished = [k for k in left if k in self._state.done]
-            for key in finished:
-                completion = self._state.done[key]
-                for inv in left.pop(key):
+            finished = [self._state.done[k] for k in left if k in self._state.done]
+            for completion in finished:
+                for inv in left.pop(completion.invocation.key):
                     inv._learn(completion)
-                count += 1
-                yield completion
+            count += len(finished)
             if report is not None and (finished or first):
-                report(count, total)
+                report(count, total)  # before yielding: the caller may stop at the first
+            yield from finished
             if not left or final:
                 return
             now = self.clock()
@@ -414,34 +422,20 @@ class Poller:
         return found
 
     def _confirm_notified(self) -> list[Completion]:
-        """``HeadObject`` the notified outputs that are due; a folder with more of them due
-        than its listing takes pages is listed instead."""
+        """Look at the notified outputs that are due (see :meth:`PollState.due_checks`)."""
         state = self._state
-        now = self.clock()
-        due = state.due(now)
-        if not due:
-            return []
-        by_group: dict[tuple[str, str], list[tuple[AsyncInvocation, str]]] = {}
-        for inv in due:
-            bucket, object_key = split_s3_url(inv.output_location)
-            group = (bucket, object_key.rsplit("/", 1)[0] + "/" if "/" in object_key else "")
-            by_group.setdefault(group, []).append((inv, object_key))
         found: list[Completion] = []
-        for group, items in by_group.items():
-            client = self._client("s3", items[0][0])
-            listed = None
-            if (
-                len(items) > 1
-                and group not in state.head_only
-                and len(items) >= state.pages.get(group, 1)
-            ):
-                listed = self._list(client, group, [k for _, k in items], items[0][0])
-            for inv, object_key in items:
+        for check in state.due_checks(self.clock()):
+            inv = check.items[0][0]
+            client = self._client("s3", inv)
+            keys = [k for _, k in check.items]
+            listed = self._list(client, check.group, keys, inv) if check.use_list else None
+            for inv, object_key in check.items:
                 if listed is not None:
                     exists, size = object_key in listed, listed.get(object_key)
                 else:
                     exists, size = s3.head(
-                        client, group[0], object_key, endpoint=inv.endpoint_name,
+                        client, check.group[0], object_key, endpoint=inv.endpoint_name,
                         policy=self._retry(),
                     )  # fmt: skip
                 done = state.head_answer(inv, size, self.clock(), exists=exists)
@@ -450,6 +444,9 @@ class Poller:
         return found
 
     def _receive(self, wait: int) -> list[Completion]:
+        """Read the queue (up to ``_BATCHES`` batches), confirm the notified outputs that
+        are due, then delete the handled messages, 10 per request: a notified result is
+        returned one request sooner than if the deletes came first."""
         assert self.queue_url is not None  # only called with a queue
         state = self._state
         probe = (
@@ -458,40 +455,21 @@ class Poller:
         sqs = self._client("sqs", probe)
         owned = self.subscription is not None
         found: list[Completion] = []
+        handled: list[dict[str, Any]] = []
         for batch in range(_BATCHES):
             messages = notify.receive(sqs, self.queue_url, wait=wait if batch == 0 else 0,
                                       count_receives=owned, policy=self._retry(),
                                       endpoint=probe.endpoint_name)  # fmt: skip
-            handled: list[dict[str, Any]] = []
-            for message in messages:
-                kind, notice = notify.parse(message.get("Body", ""), self.topics)
-                if kind is notify.Kind.NOTICE and notice is not None:
-                    known, completion = state.on_notice(notice, self.clock())
-                    if completion is not None:
-                        found.append(completion)
-                    if not known and not self._abandoned(message, notice=True):
-                        continue  # another poller's invocation: leave it for its owner
-                elif kind is not notify.Kind.TEST and not self._abandoned(message, notice=False):
-                    continue  # foreign topic or not a SageMaker notification: not ours to delete
-                handled.append(message)
-            if handled:
-                notify.delete(sqs, self.queue_url, handled, policy=self._retry(),
-                              endpoint=probe.endpoint_name)  # fmt: skip
+            done, delete = state.on_messages(
+                messages, self.clock(), topics=self.topics, owned_queue=owned, s3=self.s3
+            )
+            found += done
+            handled += delete
             if len(messages) < notify.BATCH or not state.pending:
                 break
+        if state.notified:
+            found += self._confirm_notified()
+        for start in range(0, len(handled), notify.BATCH):
+            notify.delete(sqs, self.queue_url, handled[start : start + notify.BATCH],
+                          policy=self._retry(), endpoint=probe.endpoint_name)  # fmt: skip
         return found
-
-    def _abandoned(self, message: dict[str, Any], *, notice: bool) -> bool:
-        """Whether a message no poller handled is deleted anyway, so it stops taking room in
-        every batch: only in the queue of a :class:`~smclient.notifications.Subscription`
-        (made for this program; any other queue may have other readers), once it was
-        received ``GIVE_UP_AFTER`` times. A notification of an invocation nobody tracks
-        only when S3 is watched too: should a poller track it later, an S3 round finds it."""
-        if self.subscription is None or (notice and not self.s3):
-            return False
-        count = notify.receive_count(message)
-        if count < notify.GIVE_UP_AFTER:
-            return False
-        _log.info("deleting SQS message %s from %s: received %d times, no poller handled it",
-                  message.get("MessageId"), self.queue_url, count)  # fmt: skip
-        return True

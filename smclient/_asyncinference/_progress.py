@@ -17,8 +17,17 @@ class _TextBar:
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self._stream = stream
         self._width = width
+        self._open = False
+
+    def close(self) -> None:
+        """End the line of a bar left short (a wait that returned early)."""
+        if self._open:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._open = False
 
     def __call__(self, finished: int, total: int) -> None:
+        self._open = finished < total
         filled = self._width * finished // total if total else self._width
         bar = "#" * filled + "-" * (self._width - filled)
         end = "\n" if finished >= total else ""
@@ -36,6 +45,11 @@ class _Tqdm:
             self._bar = self._tqdm(total=total, unit="result", desc="async results")
         self._bar.update(finished - self._bar.n)
         if finished >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Close the bar (also one left short by a wait that returned early)."""
+        if self._bar is not None:
             self._bar.close()
 
 

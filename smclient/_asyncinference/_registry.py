@@ -16,14 +16,21 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 if TYPE_CHECKING:
     from ._handle import AsyncInvocation, Completion
 
-__all__ = ["REGISTRY", "Registry", "merge"]
+__all__ = ["REGISTRY", "Registry", "Watcher", "merge"]
+
+
+class Watcher(Protocol):
+    """A poller's state, told of every result recorded in the process (from any thread:
+    it keeps only what concerns it, for its own thread to pick up)."""
+
+    def offer(self, completion: Completion) -> None: ...
 
 
 def merge(old: Completion | None, new: Completion) -> Completion:
@@ -55,6 +62,13 @@ class Registry:
             weakref.WeakValueDictionary()
         )
         self._lock = threading.Lock()
+        self._watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
+
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` (held weakly) of every result recorded from now on, so that a
+        poller learns what another poller (another thread) found without a request."""
+        with self._lock:
+            self._watchers.add(watcher)
 
     def get(self, inv: AsyncInvocation) -> Completion | None:
         """The completion known for ``inv`` (``None``: nothing known in this process)."""
@@ -68,6 +82,9 @@ class Registry:
         with self._lock:
             merged = merge(self._found.get(key), completion)
             self._found[key] = merged
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher.offer(merged)
         return merged
 
     def clear(self) -> None:

@@ -2,11 +2,12 @@
 
 It knows what is pending where, which success notifications still wait for their object
 to become visible (and when to look again), and what finished. A shell does the requests:
-it asks what to request (:meth:`PollState.s3_plan`, :meth:`PollState.due`,
+it asks what to request (:meth:`PollState.s3_plan`, :meth:`PollState.due_checks`,
 :meth:`PollState.receive_wait`), sends them (sync: :class:`~smclient.Poller`; an asyncio
-shell can drive the same core) and feeds the answers back (:meth:`PollState.s3_found`,
-:meth:`PollState.on_notice`, :meth:`PollState.head_answer`). Times are the shell's
-monotonic seconds.
+shell can drive the same core with its own requests and sleeps) and feeds the answers back
+(:meth:`PollState.s3_found`, :meth:`PollState.on_messages` — which also says which SQS
+messages to delete —, :meth:`PollState.head_answer`). Times are the shell's monotonic
+seconds.
 
 Notified-but-not-visible objects are looked at with ``HeadObject`` on their own schedule:
 at once, then after ``head_interval`` seconds, doubling up to :data:`HEAD_MAX` — while the
@@ -16,21 +17,26 @@ schedule costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import logging
+from collections import deque
+from collections.abc import Collection, Iterable
+from typing import Any
 
 import attrs
 
+from . import _notify as notify
 from ._checks import split_s3_url
 from ._handle import AsyncInvocation, Completion
+from ._notify import Notice
 from ._registry import REGISTRY, Registry
 
-if TYPE_CHECKING:
-    from ._notify import Notice
+__all__ = ["HEAD_MAX", "LIST_DUE", "DueCheck", "Group", "PollState", "S3Check"]
 
-__all__ = ["HEAD_MAX", "Group", "PollState", "S3Check"]
-
+_log = logging.getLogger("smclient")
 HEAD_MAX = 5.0  # seconds: the longest pause between two looks at a notified object
+# Notified outputs due in one folder above which the folder is listed instead of HEAD per
+# object (a burst after a restart); below, HEADs answer sooner than a listing of a big folder.
+LIST_DUE = 20
 Group = tuple[str, str]  # (bucket, folder prefix)
 
 
@@ -61,12 +67,22 @@ class S3Check:
 
 
 @attrs.define
+class DueCheck:
+    """Notified outputs due for a look in one folder: ``items`` are ``(invocation, object
+    key)``; ``use_list``: list the folder (many due) instead of one ``HeadObject`` each."""
+
+    group: Group
+    items: list[tuple[AsyncInvocation, str]]
+    use_list: bool
+
+
+@attrs.define
 class _Notified:
     due: float  # when to HEAD next (monotonic seconds)
     delay: float  # the pause after the next miss
 
 
-@attrs.define
+@attrs.define(eq=False)  # identity: a registry watcher (kept in a WeakSet)
 class PollState:
     """Pending, notified and finished invocations of one poller (not thread-safe)."""
 
@@ -82,6 +98,35 @@ class PollState:
     done_by_id: dict[str, set[str]] = attrs.field(factory=dict, repr=False)
     pages: dict[Group, int] = attrs.field(factory=dict, repr=False)
     head_only: set[Group] = attrs.field(factory=set, repr=False)
+    # Results recorded in the process (by this or any other poller), see drain().
+    inbox: deque[Completion] = attrs.field(factory=deque, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.registry.watch(self)
+
+    def offer(self, completion: Completion) -> None:
+        """Called by the registry, from any thread, for each result recorded in the process:
+        kept (in a thread-safe deque) when it concerns an invocation this state tracks."""
+        key = completion.invocation.key
+        if key in self.pending or key in self.done:  # reads only: safe from another thread
+            self.inbox.append(completion)
+
+    def drain(self) -> list[Completion]:
+        """Finish the pending invocations that another poller (or thread) found meanwhile:
+        no request needed. Results this poller recorded itself are skipped."""
+        found = []
+        while self.inbox:
+            completion = self.inbox.popleft()
+            key = completion.invocation.key
+            if key in self.pending:
+                tracked = self.pending[key]
+                self.untrack(key)
+                self._keep(completion)
+                tracked._learn(completion)
+                found.append(completion)
+            elif key in self.done and self.done[key] is not completion:
+                self._keep(completion)  # a merge (a later failureReason) made elsewhere
+        return found
 
     # -- tracking ----------------------------------------------------------------------
 
@@ -133,10 +178,10 @@ class PollState:
     def _keep(self, completion: Completion) -> None:
         key = completion.invocation.key
         self.done[key] = completion
-        self.by_key_id(completion)
+        self._index_done(completion)
         completion.invocation._learn(completion)
 
-    def by_key_id(self, completion: Completion) -> None:
+    def _index_done(self, completion: Completion) -> None:
         inv = completion.invocation
         self.done_by_id.setdefault(inv.inference_id, set()).add(inv.key)
 
@@ -216,6 +261,52 @@ class PollState:
         """Notified invocations whose output is due for a ``HeadObject``."""
         return [self.pending[k] for k, n in self.notified.items() if n.due <= now]
 
+    def due_checks(self, now: float) -> list[DueCheck]:
+        """The looks due now, by folder (see :class:`DueCheck`, :data:`LIST_DUE`)."""
+        by_group: dict[Group, list[tuple[AsyncInvocation, str]]] = {}
+        for inv in self.due(now):
+            bucket, object_key = split_s3_url(inv.output_location)
+            by_group.setdefault((bucket, folder(object_key)), []).append((inv, object_key))
+        checks = []
+        for group, items in by_group.items():
+            many = len(items) > LIST_DUE and len(items) >= self.pages.get(group, 1)
+            checks.append(DueCheck(group, items, many and group not in self.head_only))
+        return checks
+
+    def on_messages(
+        self,
+        messages: Iterable[dict[str, Any]],
+        now: float,
+        *,
+        topics: Collection[str],
+        owned_queue: bool,
+        s3: bool,
+    ) -> tuple[list[Completion], list[dict[str, Any]]]:
+        """Handle received SQS messages: ``(what they completed, the messages to delete)``.
+
+        Deleted: notifications about invocations this poller tracks or tracked, and
+        SageMaker's ``TestNotification``. Left for their owner: notifications of other
+        invocations, messages from foreign topics and anything that is not a SageMaker
+        notification — except in an ``owned_queue`` (a
+        :class:`~smclient.notifications.Subscription`'s, read by this program only), where
+        such a message is deleted once it was received ``GIVE_UP_AFTER`` times, so it stops
+        taking room in every batch; a notification of an invocation nobody tracks only when
+        ``s3`` is watched too (should a poller track it later, an S3 round finds it)."""
+        found: list[Completion] = []
+        handled: list[dict[str, Any]] = []
+        for message in messages:
+            kind, notice = notify.parse(message.get("Body", ""), topics)
+            if kind is notify.Kind.NOTICE and notice is not None:
+                known, completion = self.on_notice(notice, now)
+                if completion is not None:
+                    found.append(completion)
+                if not known and not _abandoned(message, owned_queue and s3):
+                    continue  # another poller's invocation: leave it for its owner
+            elif kind is not notify.Kind.TEST and not _abandoned(message, owned_queue):
+                continue  # foreign topic or not a SageMaker notification: not ours to delete
+            handled.append(message)
+        return found, handled
+
     def next_due(self) -> float | None:
         """When the next ``HeadObject`` of a notified output is due (``None``: none)."""
         return min((n.due for n in self.notified.values()), default=None)
@@ -242,6 +333,18 @@ class PollState:
         if due is not None:
             seconds = min(seconds, due - now)
         return int(max(0.0, seconds))
+
+
+def _abandoned(message: dict[str, Any], allowed: bool) -> bool:
+    """Whether a message no poller handled is deleted anyway (see ``on_messages``)."""
+    if not allowed:
+        return False
+    count = notify.receive_count(message)
+    if count < notify.GIVE_UP_AFTER:
+        return False
+    _log.info("deleting SQS message %s: received %d times, no poller handled it",
+              message.get("MessageId"), count)  # fmt: skip
+    return True
 
 
 def _drop(index: dict[str, set[str]], inference_id: str, key: str) -> None:

@@ -17,6 +17,8 @@ BatchProgress = Callable[[int, "int | None"], None]  # (finished, total or None 
 class _Reporter:
     """Calls ``update(summary, total)`` after each finished item and ``close(summary)`` once."""
 
+    active = True  # False: nothing to report to, so no summary is built per item
+
     def update(self, summary: BatchSummary, total: int | None) -> None:
         raise NotImplementedError
 
@@ -89,5 +91,7 @@ def reporter(progress: bool | BatchProgress | None, stream: TextIO | None = None
 
 
 class _Silent(_Reporter):
+    active = False
+
     def update(self, summary: BatchSummary, total: int | None) -> None:
         pass

@@ -35,11 +35,16 @@ class RateLimiter:
         self._next: float | None = None
         self._lock = threading.Lock()
 
-    def acquire(self, wait: Callable[[float], None]) -> None:
-        """Reserve the next start time and wait for it with ``wait(seconds)``."""
+    def reserve(self) -> float:
+        """Reserve the next start time; the seconds to wait until it (0 when it is now)."""
         with self._lock:
             now = self._clock()
             slot = now if self._next is None or self._next <= now else self._next
             self._next = slot + self._interval
-        if slot > now:
-            wait(slot - now)
+        return slot - now
+
+    def acquire(self, wait: Callable[[float], None]) -> None:
+        """Reserve the next start time and wait for it with ``wait(seconds)``."""
+        delay = self.reserve()
+        if delay > 0:
+            wait(delay)

@@ -2,11 +2,13 @@
 per-call path (``Endpoint.invoke`` / ``ModelHandle.invoke``), so every item gets the same
 checks, retries, errors and transport as a single call.
 
-How the window works: the consumer's thread reads the input lazily and hands an item to a
-worker only while fewer than ``concurrency`` calls are in flight and fewer than ``window``
-items are read but not yet handed back; so a generator of ten million records is never
+How the window works: the consumer's thread reads the input lazily and queues an item for
+the workers only while fewer than ``window`` items are read but not yet handed back; at most
+``concurrency`` workers (started on demand) take items from that queue, so at most
+``concurrency`` calls are in flight. A generator of ten million records is never
 materialised, and a slow consumer slows the calls down (backpressure) instead of piling up
-results. Workers start on demand, at most ``concurrency`` of them.
+results. With ``window`` above ``concurrency`` a worker that finishes takes the next queued
+item at once, without waiting for the consumer's thread to read one.
 
 Stopping (the input ends, a stop on error, ``close()``, leaving a ``with`` block, the
 iterator being dropped, Ctrl-C while iterating): no new item is read or sent, retry waits
@@ -221,8 +223,11 @@ class _Engine:
                 done.put((index, item, self._call(item, self._policy), None))
             except _Cancelled:
                 done.put((index, item, None, _Cancelled()))
-            except BaseException as exc:  # one bad record never takes the batch down
+            except Exception as exc:  # one bad record never takes the batch down
                 done.put((index, item, None, exc))
+            except BaseException as exc:  # SystemExit...: handed to the consumer, who raises it
+                done.put((index, item, None, exc))
+                return
 
     # -- the consumer's side ---------------------------------------------------------------
 
@@ -239,12 +244,9 @@ class _Engine:
         exhausted = False
         try:
             while True:
-                while (
-                    not exhausted
-                    and stop_at is None
-                    and in_flight < self._concurrency
-                    and in_flight + len(ready) < self._window
-                ):
+                # Items beyond ``concurrency`` wait in the queue for the next free worker,
+                # which then takes one without waiting for this thread (window > concurrency).
+                while not exhausted and stop_at is None and in_flight + len(ready) < self._window:
                     try:
                         value = next(source)
                     except StopIteration:
@@ -253,7 +255,7 @@ class _Engine:
                     jobs.put((read, as_item(value)))
                     read += 1
                     in_flight += 1
-                    if in_flight > len(self._threads):
+                    if len(self._threads) < min(in_flight, self._concurrency):
                         self._start_worker(jobs, done)
                 if self._ordered and next_out in ready:
                     out = ready.pop(next_out)
@@ -270,6 +272,8 @@ class _Engine:
                     with self._lock:
                         self._cancelled += 1
                     continue
+                if error is not None and not isinstance(error, Exception):
+                    raise error
                 out = BatchResult(index, item, value, error)
                 self._count(out)
                 if error is not None and self._stop_on_error:
@@ -302,7 +306,8 @@ class _Engine:
                 self._succeeded += 1
             else:
                 self._failures[type(out.error).__name__] += 1
-        self._progress.update(self.summary(), self._total)
+        if self._progress.active:
+            self._progress.update(self.summary(), self._total)
 
     def _shutdown(self, jobs: queue.SimpleQueue[Any], done: queue.SimpleQueue[Any]) -> None:
         self._stop.set()

@@ -87,13 +87,17 @@ def settings_for(
         model_invocation_path=model_invocation_path,
         model_query_string=model_query_string,
     )
-    if not 1 <= part_size <= MAX_PART_SIZE:
-        raise InvalidInputError("part_size", f"got {part_size}", limit=f"1-{MAX_PART_SIZE:,} bytes")
-    for field, value in (("close_timeout", close_timeout), ("read_timeout", read_timeout)):
-        if value is not None and not value > 0:
-            raise InvalidInputError(field, f"got {value}", limit="seconds, > 0")
-    if max_message_bytes < 1:
-        raise InvalidInputError("max_message_bytes", f"got {max_message_bytes}", limit=">= 1")
+    from .._clients import _seconds
+
+    for field, size, top in (
+        ("part_size", part_size, MAX_PART_SIZE),
+        ("max_message_bytes", max_message_bytes, 2**62),
+    ):
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= top:
+            raise InvalidInputError(field, f"got {size!r}", limit=f"an int of 1-{top:,} bytes")
+    _seconds("close_timeout", close_timeout)
+    if read_timeout is not None:
+        _seconds("read_timeout", read_timeout)
     import boto3
 
     session: Any = boto3_session if boto3_session is not None else boto3.Session()

@@ -102,19 +102,37 @@ class Event:
 class Decoder:
     """Incremental decoder: ``feed(data)`` returns the messages completed by ``data``.
 
-    Raises ``botocore.eventstream.ParserError`` (a subclass) on a corrupt message
-    (CRC or length mismatch); the stream cannot continue after that.
+    Bytes are gathered here until a whole message is in (by its prelude's total length),
+    then that message alone goes to botocore's parser: botocore's own buffer copies
+    everything it holds on each ``add_data``, which is quadratic for a large message
+    arriving in many frames. Raises ``botocore.eventstream.ParserError`` (a subclass) on
+    a corrupt message (CRC or length mismatch); the stream cannot continue after that.
     """
 
     def __init__(self) -> None:
-        from botocore.eventstream import EventStreamBuffer
-
-        self._buffer = EventStreamBuffer()
+        self._pending = bytearray()
 
     def feed(self, data: bytes) -> list[Event]:
-        self._buffer.add_data(data)
-        messages: Any = list(self._buffer)
-        return [Event(dict(m.headers), bytes(m.payload)) for m in messages]
+        from botocore.eventstream import EventStreamBuffer, InvalidPayloadLength, ParserError
+
+        self._pending += data
+        events: list[Event] = []
+        while len(self._pending) >= 12:
+            total = int.from_bytes(self._pending[:4], "big")
+            if total > MAX_PAYLOAD + MAX_HEADERS + 16:
+                raise InvalidPayloadLength(total)
+            if total < 16:
+                raise ParserError(f"an event-stream message of {total} bytes is impossible")
+            if len(self._pending) < total:
+                break
+            buffer = EventStreamBuffer()
+            buffer.add_data(bytes(self._pending[:total]))
+            del self._pending[:total]
+            messages: Any = list(buffer)
+            events += [Event(dict(m.headers), bytes(m.payload)) for m in messages]
+            if len(messages) != 1:  # lengths inside the message disagree with its prelude
+                raise ParserError("an event-stream message does not match its prelude")
+        return events
 
 
 def decode_one(data: bytes) -> Event:

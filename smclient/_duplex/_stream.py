@@ -25,6 +25,7 @@ import attrs
 from typing_extensions import Self
 
 from .._errors import (
+    ConfigurationError,
     ConnectError,
     DuplexClosedError,
     ErrorContext,
@@ -154,7 +155,14 @@ class H2Stream:
         import h2.settings
 
         s = self._s
-        creds = await asyncio.to_thread(s.credentials)
+        try:
+            creds = await asyncio.to_thread(s.credentials)
+        except SMClientError:
+            raise
+        except Exception as exc:  # a refresh that failed (SSO expired, role not assumable...)
+            raise ConfigurationError(
+                f"could not get AWS credentials for the stream: {type(exc).__name__}: {exc}"
+            ) from exc
         target = s.target
         context = None
         if target.scheme == "https":
@@ -309,7 +317,14 @@ class H2Stream:
         has failed, :class:`DuplexClosedError` after ``close_input``."""
         data_type: DataType
         if isinstance(data, str):
-            payload, data_type = data.encode("utf-8"), "UTF8"
+            try:
+                payload, data_type = data.encode("utf-8"), "UTF8"
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    "data",
+                    f"text cannot be sent as UTF-8 ({exc.reason} at index {exc.start})",
+                    limit="valid Unicode text (no lone surrogates)",
+                ) from None
         elif isinstance(data, bytes | bytearray | memoryview):
             payload, data_type = bytes(data), "BINARY"
         else:
@@ -493,6 +508,9 @@ class H2Stream:
             else:
                 self._fail(self._broken(f"the service reset the stream (code {event.error_code})"))
         elif isinstance(event, h2.events.ConnectionTerminated):
+            graceful = event.error_code == 0 and (event.last_stream_id or 0) >= self._stream_id
+            if graceful:  # GOAWAY(NO_ERROR) that still covers our stream: it may finish
+                return
             if not self._ended:
                 self._fail(
                     self._broken(f"the service closed the connection (code {event.error_code})")

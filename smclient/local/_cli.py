@@ -31,7 +31,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
         ),
     ):
         serve.add_argument(option, action="append", default=[], metavar=metavar, help=text)
+    serve.add_argument(
+        "--bidi-handler",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:ATTR",
+        help="an async handler of bidirectional streams for endpoint NAME (alone: an "
+        "endpoint that serves only those); needs smclient[duplex]",
+    )
+    serve.add_argument(
+        "--bidi-container",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="front the container of endpoint NAME over the bidirectional WebSocket contract",
+    )
     serve.add_argument("--instances", type=int, default=1, help="instances per endpoint")
     serve.add_argument(
         "--invocation-window", type=float, help="seconds a call waits for a model load"
@@ -137,8 +152,9 @@ def _spec(entry: object) -> EndpointSpec:
         raise ConfigError(f"an endpoint must be a JSON object, got {entry!r}")
     entry = dict(entry)
     name = entry.get("name")
-    if "handler" in entry and isinstance(entry["handler"], str):
-        entry["handler"] = _import(entry["handler"])
+    for key in ("handler", "bidi_handler"):
+        if key in entry and isinstance(entry[key], str):
+            entry[key] = _import(entry[key])
     # Unknown keys (TypeError) and bad values (ValueError) in any part of the entry are
     # the user's description, not a failure to start: exit status 2, endpoint named.
     try:
@@ -181,12 +197,37 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, Any], list[EndpointSpe
                 entry["multi_model"] = {"invocation_window": window}
             entries.append(entry)
     _apply_model_roots(args.model_root, entries)
+    _apply_bidi(args.bidi_handler, args.bidi_container, entries)
     if not entries:
-        raise ConfigError("no endpoint given (use --handler/--model/--mme/--container or --config)")
+        raise ConfigError(
+            "no endpoint given (use --handler/--model/--mme/--container/--bidi-handler or --config)"
+        )
     try:
         return config, [_spec(e) for e in entries]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _apply_bidi(handlers: list[str], containers: list[str], entries: list[object]) -> None:
+    """``--bidi-handler NAME=MODULE:ATTR`` and ``--bidi-container NAME``."""
+    by_name = {e.get("name"): e for e in entries if isinstance(e, dict)}
+    for value in handlers:
+        name, sep, target = value.partition("=")
+        if not sep or not name or not target:
+            raise ConfigError(f"--bidi-handler takes NAME=MODULE:ATTR, got {value!r}")
+        entry = by_name.get(name)
+        if entry is None:
+            entry = by_name[name] = {"name": name}
+            entries.append(entry)
+        entry["bidi_handler"] = target
+    for name in containers:
+        entry = by_name.get(name)
+        if entry is None or not any(k in entry for k in ("container_url", "container_image")):
+            raise ConfigError(
+                f"--bidi-container {name}: no container endpoint {name!r} (give it with "
+                "--container or --image)"
+            )
+        entry["container_bidi"] = True
 
 
 def _apply_model_roots(values: list[str], entries: list[object]) -> None:
@@ -207,18 +248,35 @@ def _apply_model_roots(values: list[str], entries: list[object]) -> None:
 
 class _Interrupts:
     """The SIGINT/SIGTERM handler of ``serve``: the first signal asks for a clean
-    shutdown (sets ``stop``); a second one forces the exit (``KeyboardInterrupt``) even
-    while shutdown still waits for a stuck handler."""
+    shutdown (sets ``stop``); a second one forces the exit even while shutdown still waits
+    for a stuck handler: ``force()`` when given, else ``KeyboardInterrupt``."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, force: Callable[[], None] | None = None) -> None:
         self._stop = stop
+        self._force = force
         self.count = 0
 
     def __call__(self, signum: int, frame: object) -> None:
         self.count += 1
         if self.count > 1:
+            if self._force is not None:
+                self._force()
             raise KeyboardInterrupt
         self._stop.set()
+
+
+def _exit_now() -> None:
+    # The forced exit of the command: at once, status 130. Not through the interpreter's
+    # finalization, which can hang with a stuck model thread still holding objects (seen:
+    # a process spinning in its final garbage collection after main() returned 130).
+    docker = sys.modules.get("smclient.local.containers._docker")
+    if docker is not None:  # containers this process started must not outlive it
+        with contextlib.suppress(Exception):
+            docker.remove_running(5.0)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None = None) -> int:
@@ -239,7 +297,8 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
         raise ConfigError("--shutdown-timeout must be >= 0 seconds")
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        interrupts = _Interrupts(stop)
+        # Signals reach this process: a second one ends it at once (documented: status 130).
+        interrupts = _Interrupts(stop, force=_exit_now)
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, interrupts)
     try:
@@ -255,6 +314,8 @@ def serve(args: argparse.Namespace, *, out: TextIO, stop: threading.Event | None
                 kind = "multi-model" if spec.is_multi_model else "single-model"
                 if spec.async_config is not None:
                     kind += ", async"
+                if spec.serves_bidi:
+                    kind = "bidirectional only" if spec.is_bidi_only else kind + ", bidirectional"
                 print(
                     f"  endpoint {spec.name} ({kind}, {spec.instance_count} instance(s))", file=out
                 )

@@ -453,6 +453,8 @@ class HostedEndpoint:
         if request.session_id:
             info, context = self.sessions.get(request.session_id)
             instance = info.instance
+            if context is _RELAYED:
+                context = None  # the model holds this session's state; it gets session_id
         else:
             instance = self._rr.next()
         started = StartedStream()

@@ -296,7 +296,27 @@ class LocalRuntime:
                 handlers[spec.name] = spec.bidi_handler
             elif spec.container_bidi:
                 handlers[spec.name] = ContainerBidiHandler(self._hosted[spec.name].container_url())
-        return BidiServer(handlers, host=connect_host(self._host)).start()
+        import importlib.util
+
+        # Its own port serves TLS (a generated certificate) for clients that insist on TLS
+        # (the official client's CRT transport); the runtime's port hands over cleartext h2c.
+        tls = importlib.util.find_spec("cryptography") is not None
+        return BidiServer(handlers, host=connect_host(self._host), tls=tls).start()
+
+    @property
+    def bidi_tls_url(self) -> str | None:
+        """``https://127.0.0.1:<port>``: the bidirectional endpoints over TLS with a
+        generated self-signed certificate (:attr:`bidi_cafile`), for clients that insist
+        on TLS; ``None`` without bidirectional endpoints or without ``cryptography``."""
+        bidi = self._bidi
+        return bidi.url if bidi is not None and bidi.tls else None
+
+    @property
+    def bidi_cafile(self) -> str | None:
+        """The PEM file of the certificate behind :attr:`bidi_tls_url` (trust it in the
+        client: ``AWS_CA_BUNDLE`` for smclient)."""
+        bidi = self._bidi
+        return bidi.cafile if bidi is not None else None
 
     @property
     def bidi_server(self) -> Any:

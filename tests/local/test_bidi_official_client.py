@@ -128,3 +128,31 @@ def test_official_client_sees_model_stream_error_with_its_code() -> None:
         assert isinstance(error, models.ModelStreamError)
         assert error.error_code == "StreamBroken"
         assert server.signature_failures == []
+
+
+def test_official_client_against_the_local_runtime() -> None:
+    from smclient.local import EndpointSpec, LocalRuntime
+
+    with LocalRuntime([EndpointSpec("local-bidi", bidi_handler=model)]) as runtime:
+        assert runtime.bidi_tls_url is not None
+        assert runtime.bidi_cafile is not None
+
+        async def main() -> Any:
+            config = await AsyncSageMakerRuntimeHTTP2Config.resolve(
+                endpoint_uri=runtime.bidi_tls_url,
+                region="us-east-1",
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+                transport=_transport(runtime.bidi_cafile),
+            )
+            client = AsyncSageMakerRuntimeHTTP2Client(config=config)
+            stream = await client.invoke_endpoint_with_bidirectional_stream(
+                models.InvokeEndpointWithBidirectionalStreamInput(endpoint_name="local-bidi")
+            )
+            await stream.input_stream.send(_part(b"runtime"))
+            _, receiver = await stream.await_output()
+            event = await asyncio.wait_for(receiver.receive(), 10)
+            await stream.close()
+            return event.value.bytes_
+
+        assert asyncio.run(main()) == b"RUNTIME"

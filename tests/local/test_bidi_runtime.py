@@ -81,3 +81,81 @@ def test_a_container_endpoint_fronted_over_the_websocket_contract() -> None:
 def test_spec_checks(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EndpointSpec("e", **options)
+
+
+def test_serve_from_the_command_line_with_a_bidi_handler() -> None:
+    import io
+    import re
+    import threading
+
+    from smclient import ClientConfig, Endpoint
+    from smclient.local import run_cli
+
+    out = io.StringIO()
+    stop = threading.Event()
+    codes: list[int] = []
+    argv = [
+        "serve",
+        "--bidi-handler",
+        f"talk={__name__}:shout",
+        "--handler",
+        f"both={__name__}:predict",
+        "--bidi-handler",
+        f"both={__name__}:shout",
+    ]
+    thread = threading.Thread(target=lambda: codes.append(run_cli(argv, out=out, stop=stop)))
+    thread.start()
+    try:
+        for _ in range(500):
+            if "Press Ctrl-C" in out.getvalue():
+                break
+            stop.wait(0.01)
+        text = out.getvalue()
+        assert "endpoint talk (bidirectional only" in text
+        assert "endpoint both (single-model, bidirectional" in text
+        match = re.search(r"http://127\.0\.0\.1:\d+", text)
+        assert match is not None
+        for name in ("talk", "both"):
+            endpoint = Endpoint(
+                name, endpoint_url=match.group(0), config=ClientConfig(sign_requests=False)
+            )
+            with endpoint.duplex() as stream:
+                stream.send("hey")
+                assert stream.receive() == DuplexMessage(b"HEY", "UTF8")
+    finally:
+        stop.set()
+        thread.join(20)
+    assert codes == [0]
+
+
+def test_serve_refuses_bidi_container_without_a_container() -> None:
+    import io
+
+    from smclient.local import run_cli
+
+    assert (
+        run_cli(
+            ["serve", "--handler", f"a={__name__}:predict", "--bidi-container", "a"],
+            out=io.StringIO(),
+        )
+        == 2
+    )
+
+
+def test_the_runtime_also_serves_bidirectional_streams_over_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("cryptography")
+    with LocalRuntime([EndpointSpec("talk", bidi_handler=shout)]) as runtime:
+        assert runtime.bidi_tls_url is not None
+        assert runtime.bidi_tls_url.startswith("https://127.0.0.1:")
+        assert runtime.bidi_cafile is not None
+        monkeypatch.setenv("AWS_CA_BUNDLE", runtime.bidi_cafile)
+        from smclient import ClientConfig, Endpoint
+
+        endpoint = Endpoint(
+            "talk", endpoint_url=runtime.bidi_tls_url, config=ClientConfig(sign_requests=False)
+        )
+        with endpoint.duplex() as stream:
+            stream.send("secure")
+            assert stream.receive() == DuplexMessage(b"SECURE", "UTF8")

@@ -27,6 +27,10 @@ ALL_CHECKS = [
     "load again",
     "describe unknown",
     "invoke",
+    "session open",
+    "session use",
+    "session close",
+    "session closed id",
     "invoke unknown",
     "list",
     "list pages of 2",
@@ -40,6 +44,7 @@ ALL_CHECKS = [
     "cleanup",
 ]
 OOM = ["load until 507", "507 leaves no model", "unload frees memory"]
+SESSIONS = ["session open", "session use", "session close", "session closed id"]
 
 
 def _run(fake: FakeContainer, **kwargs: Any) -> tuple[int, dict[str, CheckResult], str]:
@@ -66,8 +71,8 @@ def _verdicts(rows: dict[str, CheckResult], verdict: str) -> set[str]:
 
 
 def test_a_conforming_container_passes_every_check() -> None:
-    with FakeContainer(memory_budget=6) as fake:
-        code, rows, text = _run(fake)
+    with FakeContainer(memory_budget=6, sessions=True) as fake:
+        code, rows, text = _run(fake, sessions=True)
         assert fake.models == {}  # the check unloaded everything it loaded
         assert fake.memory_used == 0
     assert code == 0
@@ -75,7 +80,7 @@ def test_a_conforming_container_passes_every_check() -> None:
     assert _verdicts(rows, "PASS") == set(ALL_CHECKS)
     # The reference's quirk is reported, not failed: 4 models in pages of 2 end empty.
     assert "last page is empty" in rows["list pages of 2"].detail
-    assert "17 passed, 0 failed, 0 skipped" in text
+    assert "21 passed, 0 failed, 0 skipped" in text
     for name in ALL_CHECKS:
         assert f"\n{name} " in text
 
@@ -95,9 +100,9 @@ def test_without_a_507_the_memory_checks_are_skipped_not_failed() -> None:
     with FakeContainer() as fake:
         code, rows, text = _run(fake, oom_attempts=3)
     assert code == 0
-    assert _verdicts(rows, "SKIP") == set(OOM)
+    assert _verdicts(rows, "SKIP") == set(OOM + SESSIONS)
     assert "no 507 after 3 more loads" in rows["load until 507"].detail
-    assert "3 skipped" in text
+    assert "7 skipped" in text
 
 
 def test_oom_attempts_0_disables_the_memory_checks() -> None:
@@ -107,7 +112,66 @@ def test_oom_attempts_0_disables_the_memory_checks() -> None:
             r.path == "/models" and r.method == "POST" and b"-5" in r.body for r in fake.requests
         )
     assert code == 0
-    assert _verdicts(rows, "SKIP") == set(OOM)
+    assert _verdicts(rows, "SKIP") == set(OOM + SESSIONS)
+
+
+def test_session_checks_not_asked_for_are_skipped_with_the_reason() -> None:
+    with FakeContainer(memory_budget=6) as fake:
+        code, rows, _ = _run(fake)
+    assert code == 0
+    for name in SESSIONS:
+        assert rows[name].result == "SKIP"
+        assert "not asked for (--sessions" in rows[name].detail
+
+
+def test_the_session_checks_send_the_contracts_requests() -> None:
+    with FakeContainer(memory_budget=6, sessions=True) as fake:
+        _run(
+            fake,
+            sessions=True,
+            session_open_body=b"OPEN",
+            session_close_body=b'{"requestType": "CLOSE"}',
+        )
+        sent = [r for r in fake.requests if "x-amzn-sagemaker-session-id" in r.headers]
+    assert len(sent) == 4  # open, use, close, use after close
+    assert sent[0].headers["x-amzn-sagemaker-session-id"] == "NEW_SESSION"
+    assert sent[0].body == b"OPEN"
+    assert len({r.headers["x-amzn-sagemaker-session-id"] for r in sent[1:]}) == 1
+    assert sent[2].body == b'{"requestType": "CLOSE"}'
+
+
+@pytest.mark.parametrize(
+    ("settings", "verdict"),
+    [
+        ({}, "no X-Amzn-SageMaker-Session-Id header"),
+        ({"sessions": True, "session_header": "abc"}, "has no '; Expires=<UTC time>'"),
+        ({"sessions": True, "session_header": "a b; Expires=x"}, "malformed header"),
+        (
+            {"sessions": True, "session_header": "abc; Expires=2001-01-01T00:00:00Z"},
+            "already expired",
+        ),
+    ],
+)
+def test_a_container_failing_the_session_open(settings: dict[str, Any], verdict: str) -> None:
+    with FakeContainer(memory_budget=6, **settings) as fake:
+        code, rows, _ = _run(fake, sessions=True)
+    assert code == 1
+    assert rows["session open"].result == "FAIL"
+    assert verdict in rows["session open"].detail
+    for name in SESSIONS[1:]:
+        assert rows[name].result == "SKIP"
+        assert rows[name].detail == "no session was opened"
+
+
+def test_the_cli_flag_asks_for_the_session_checks() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with FakeContainer(memory_budget=6, sessions=True) as fake:
+        args = parser.parse_args([fake.url, "--sessions", "--timeout", "5"])
+        out = io.StringIO()
+        assert run_from_args(args, out=out) == 0
+    assert "session closed id" in out.getvalue()
+    assert "21 passed" in out.getvalue()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ lines SageMaker's contract asks for, the health wait, models reaching the contai
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +143,48 @@ def test_without_docker_on_path_the_error_says_what_to_do(
     )
     with pytest.raises(RuntimeError, match="'docker' command is not on PATH"):
         endpoint.start()
+
+
+def test_serve_starts_an_image_from_the_command_line(
+    docker: Path, tmp_path: Path, client_for: Any
+) -> None:
+    from .test_cli import Served
+
+    root = make_root(tmp_path)
+    with Served(["serve", "--mme-image", "byoc=my-mme", "--model-root", f"byoc={root}"]) as served:
+        client = client_for(served.out.url)
+        assert invoke(client, "plain", b"cli")["Body"] == b"plain:cli"
+    assert served.rc == [0]
+    commands = [c[0] for c in fake_docker.calls(docker)]
+    assert commands == ["run", "stop"]
+
+
+def test_remove_running_force_removes_what_was_not_stopped(docker: Path, tmp_path: Path) -> None:
+    # What a forced exit (a second Ctrl-C) and interpreter exit call: no container outlives
+    # the process that started it.
+    from smclient.local.containers import _docker
+
+    with LocalEndpoint(
+        name="byoc", container_image="img", container_multi_model=True, model_root=tmp_path
+    ):
+        (run,) = [c for c in fake_docker.calls(docker) if c[0] == "run"]
+        name = run[run.index("--name") + 1]
+        assert _docker.remove_running(10) == [name]
+        assert not (docker / f"{name}.pid").exists()  # the fake's process was killed
+    # Closing afterwards does not stop it a second time.
+    assert [c[0] for c in fake_docker.calls(docker)] == ["run", "rm"]
+
+
+def test_a_runtime_never_closed_removes_its_container_at_exit(docker: Path, tmp_path: Path) -> None:
+    script = (
+        "from smclient.local import LocalEndpoint\n"
+        f"LocalEndpoint(name='byoc', container_image='img', container_multi_model=True,"
+        f" model_root={str(tmp_path)!r}).start()\n"
+        "print('started', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "started" in done.stdout, done.stderr
+    assert [c[0] for c in fake_docker.calls(docker)] == ["run", "rm"]
+    assert not list(docker.glob("*.pid"))

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from smclient.local import LocalEndpoint
+from smclient.local import LocalEndpoint, check_container
 from smclient.local.containers._sources import container_model_name
 
 from .test_byoc_models import write_archive
@@ -76,7 +76,10 @@ def transform_fn(model, data, content_type, accept, context):
         return json.dumps({"opened": sid}), "application/json"
     if session:
         if session not in SESSIONS:
-            raise ValueError("session not found")
+            # What containers answer for an unknown id (protocol.md §4): 400, not a crash.
+            from sagemaker_inference.errors import GenericInferenceToolkitError
+
+            raise GenericInferenceToolkitError(400, "session not found")
         if json.loads(data).get("requestType") == "CLOSE":
             del SESSIONS[session]
             context.set_response_header(0, "X-Amzn-SageMaker-Closed-Session-Id", session)
@@ -258,3 +261,21 @@ def test_a_session_opened_used_and_closed_by_the_model(
     closed = invoke(client, "plain", {"requestType": "CLOSE"}, SessionId=session)
     assert closed["ClosedSessionId"] == session
     assert endpoint.sessions() == []
+
+
+def test_check_container_sessions_against_the_real_server(mms: str, root: Path) -> None:
+    results = check_container(
+        mms,
+        timeout=60,
+        model_url=str(root / "plain"),
+        model_prefix="smclient-real-check",
+        invoke_body=b'{"x": 1}',
+        oom_attempts=0,
+        sessions=True,
+    )
+    assert results is not None
+    verdicts = {r.name: r.result for r in results}
+    assert {verdicts[n] for n in ("session open", "session use", "session close")} == {"PASS"}
+    assert verdicts["session closed id"] == "PASS"  # the model's 400 for a closed id
+    assert verdicts["load"] == "PASS"
+    assert verdicts["cleanup"] == "PASS"

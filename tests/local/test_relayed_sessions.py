@@ -230,3 +230,23 @@ def test_a_plain_function_taking_session_id_runs_its_own_sessions(client_for: An
         assert call(client, b"more", "mine-1")["Body"] == b"used"
         assert call(client, b"bye", "mine-1")["ClosedSessionId"] == "mine-1"
         assert seen == ["NEW_SESSION", "mine-1", "mine-1"]
+
+
+def test_a_relayed_session_streams_on_its_instance_with_its_id(client_for: Any) -> None:
+    class Streaming:
+        def predict(self, body: bytes, ct: Any, accept: Any, session_id: Any = None) -> Any:
+            return HandlerReply(b"opened", new_session_id="s-1")
+
+        def stream(
+            self, body: bytes, ct: Any, accept: Any, session: Any = None, session_id: Any = None
+        ) -> Any:
+            yield f"{session!r}/{session_id}".encode()
+
+    with LocalEndpoint(Streaming(), name="byoc") as local:
+        client = client_for(local.url)
+        assert call(client, b"", "NEW_SESSION")["NewSessionId"].startswith("s-1; Expires=")
+        response = client.invoke_endpoint_with_response_stream(
+            EndpointName="byoc", Body=b"", SessionId="s-1"
+        )
+        parts = b"".join(e["PayloadPart"]["Bytes"] for e in response["Body"])
+        assert parts == b"None/s-1"

@@ -11,7 +11,14 @@ from smclient import DuplexMessage
 
 from ..server._eventstream import encode_message
 
-__all__ = ["Joiner", "decode_events", "exception_event", "payload_part", "to_message"]
+__all__ = [
+    "FrameBuffer",
+    "Joiner",
+    "decode_events",
+    "exception_event",
+    "payload_part",
+    "to_message",
+]
 
 
 def payload_part(data: bytes, data_type: str, complete: bool) -> bytes:
@@ -48,6 +55,32 @@ def decode_events(data: bytes) -> list[tuple[dict[str, Any], bytes]]:
     buffer.add_data(data)
     messages: list[Any] = list(buffer)
     return [(dict(m.headers), bytes(m.payload)) for m in messages]
+
+
+class FrameBuffer:
+    """Gathers a stream's bytes and hands whole messages to botocore's parser one at a
+    time (its own buffer copies all it holds on every add: quadratic for big messages)."""
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytes]]:
+        from botocore.eventstream import ParserError
+
+        self._pending += data
+        out: list[tuple[dict[str, Any], bytes]] = []
+        while len(self._pending) >= 12:
+            total = int.from_bytes(self._pending[:4], "big")
+            if not 16 <= total <= 24 * 1024 * 1024 + 128 * 1024:
+                raise ParserError(f"impossible event-stream message length {total}")
+            if len(self._pending) < total:
+                break
+            found = decode_events(bytes(self._pending[:total]))
+            del self._pending[:total]
+            if len(found) != 1:
+                raise ParserError("an event-stream message does not match its prelude")
+            out += found
+        return out
 
 
 def to_message(headers: dict[str, Any], payload: bytes) -> DuplexMessage:

@@ -32,7 +32,7 @@ from typing_extensions import Self
 
 from smclient import DuplexMessage
 
-from ._frames import Joiner, decode_events, exception_event, payload_part, to_message
+from ._frames import FrameBuffer, Joiner, decode_events, exception_event, payload_part, to_message
 from ._verify import EventChain, SignatureError, verify_request
 
 __all__ = ["BidiCall", "BidiModelError", "BidiRejection", "BidiServer", "BidiStreamFailure"]
@@ -325,13 +325,11 @@ class _Stream:
         chain: EventChain | None,
         handler: Handler,
     ) -> None:
-        from botocore.eventstream import EventStreamBuffer
-
         self.conn = conn
         self.sid = sid
         self.chain = chain
         self.handler = handler
-        self.buffer = EventStreamBuffer()
+        self.buffer = FrameBuffer()
         self.reassembler = Joiner(conn.server.max_message_bytes)
         self.call = BidiCall(name, headers, self._emit)
         self.task: asyncio.Task[None] | None = None
@@ -364,15 +362,12 @@ class _Stream:
 
         if self.input_done or self.failed:
             return
-        self.buffer.add_data(data)
         try:
-            messages: list[Any] = list(self.buffer)
+            messages = self.buffer.feed(data)
         except ParserError as exc:
             self._refuse(f"corrupt event-stream message: {exc}")
             return
-        for outer in messages:
-            headers: dict[str, Any] = dict(outer.headers)
-            payload = bytes(outer.payload)
+        for headers, payload in messages:
             signed = ":chunk-signature" in headers or ":date" in headers
             if self.chain is not None:
                 try:
@@ -493,8 +488,9 @@ class BidiServer:
     needs the ``cryptography`` package), else cleartext h2c with prior knowledge.
     ``reject(endpoint_name, headers)`` may return a :class:`BidiRejection` to answer a
     stream with an error instead. ``max_connection_age`` (seconds, default 1800 as on
-    SageMaker) cuts a connection, by ``clock``, at its next incoming frame once older;
-    :meth:`cut_connections` cuts them all now.
+    SageMaker) cuts a connection once older by ``clock`` (checked at each incoming frame and
+    once a second; :meth:`enforce_max_age` checks now); :meth:`cut_connections` cuts them
+    all now.
 
     .. versionadded:: 0.2.0
     """
@@ -538,6 +534,7 @@ class BidiServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[_Conn] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -584,6 +581,7 @@ class BidiServer:
                     self._accept, self.host, self.port, ssl=context
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
+                self._watcher = asyncio.get_running_loop().create_task(self._watch_ages())
             except BaseException as exc:
                 failure.append(exc)
             finally:
@@ -629,6 +627,28 @@ class BidiServer:
         finally:
             self._conns.discard(conn)
 
+    async def _watch_ages(self) -> None:
+        # Silent connections too reach the cap: look once a second (real time; the age
+        # itself is read from ``clock``).
+        while True:
+            await asyncio.sleep(1.0)
+            self._cut_aged()
+
+    def _cut_aged(self) -> int:
+        aged = [conn for conn in self._conns if self._aged(conn)]
+        for conn in aged:
+            conn.cut()
+        return len(aged)
+
+    def enforce_max_age(self) -> int:
+        """Cut the connections older than ``max_connection_age`` by ``clock`` now (the
+        server also looks once a second, and at each incoming frame); returns how many."""
+
+        async def cut() -> int:
+            return self._cut_aged()
+
+        return int(self._run(cut()))
+
     def cut_connections(self) -> int:
         """Drop every open connection now, without a goodbye; returns how many."""
 
@@ -663,6 +683,8 @@ class BidiServer:
                 conn.cut()  # their read loops end on their own, no cancellation noise
             for task in handlers:
                 task.cancel()
+            if self._watcher is not None:
+                self._watcher.cancel()
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             if pending:
                 await asyncio.wait(pending, timeout=2)

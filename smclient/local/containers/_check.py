@@ -4,6 +4,8 @@ Backs ``smclient local check-container URL``. Every route of protocol.md §3 is 
 way SageMaker calls it and the answers are compared with what SageMaker relies on; the
 verdicts are printed as a table. The check loads models named ``<prefix>-1``,
 ``<prefix>-2``... from ``model_url`` and unloads every one of them before it returns.
+With ``sessions`` it also checks the stateful-session contract of protocol.md §4 on a
+loaded model. Checks that did not run are rows with ``SKIP`` and the reason.
 
 .. versionadded:: 0.1.0
 """
@@ -18,6 +20,7 @@ from typing import Literal, TextIO, TypeVar
 
 import attrs
 
+from ..sessions._store import parse_session_header
 from ._client import (
     ContainerClient,
     ContainerError,
@@ -41,6 +44,10 @@ __all__ = [
 DEFAULT_MODEL_URL = "/opt/ml/models/{name}/model"
 _OOM_CHECKS = ("load until 507", "507 leaves no model", "unload frees memory")
 _UNLOAD_CHECKS = ("unload", "unload then describe", "unload then invoke", "unload again")
+_SESSION_CHECKS = ("session open", "session use", "session close", "session closed id")
+DEFAULT_OPEN_BODY = b'{"requestType": "NEW_SESSION"}'
+DEFAULT_CLOSE_BODY = b'{"requestType": "CLOSE"}'
+_SESSION = "X-Amzn-SageMaker-Session-Id"
 _MAX_PAGES = 50  # far more than the check's models need: reaching it means a loop
 _T = TypeVar("_T")
 
@@ -89,6 +96,9 @@ class _Checker:
     _invoke_body: bytes
     _content_type: str
     _oom_attempts: int
+    _sessions: bool = False
+    _open_body: bytes = DEFAULT_OPEN_BODY
+    _close_body: bytes = DEFAULT_CLOSE_BODY
     results: list[CheckResult] = attrs.Factory(list)
     _loaded: dict[str, str] = attrs.Factory(dict)  # name -> url, what we must unload
     _counter: int = 0
@@ -153,6 +163,12 @@ class _Checker:
             self.check_invoke(first)
         else:
             self.skip(["invoke"], "load failed")
+        if not self._sessions:
+            self.skip(_SESSION_CHECKS, "not asked for (--sessions checks stateful sessions)")
+        elif loaded:
+            self.check_sessions(first)
+        else:
+            self.skip(_SESSION_CHECKS, "load failed")
         self.expect("invoke unknown", self.invoke(self.missing), 404)
         names = [first] if loaded else []
         for _ in range(3):  # four models: pages of 2 end on an exactly-full page
@@ -178,13 +194,14 @@ class _Checker:
     def describe(self, name: str) -> ContainerModel:
         return self._client.describe(name)
 
-    def invoke(self, name: str) -> _Outcome:
+    def invoke(self, name: str, body: bytes | None = None, session: str | None = None) -> _Outcome:
         outcome = self.call(
             lambda: self._client.invoke(
                 name,
-                self._invoke_body,
+                self._invoke_body if body is None else body,
                 content_type=self._content_type,
                 target_model=f"{name}.tar.gz",
+                extra_headers={_SESSION: session} if session else None,
             )
         )
         response = outcome.value
@@ -192,6 +209,63 @@ class _Checker:
             message = "" if response.ok else _error_message(response.body)
             return _Outcome(response.status, response, message)
         return outcome
+
+    def check_sessions(self, name: str) -> None:
+        """The stateful-session contract (protocol.md §4) on the loaded model ``name``."""
+        opened = self.invoke(name, self._open_body, "NEW_SESSION")
+        header = None
+        if isinstance(opened.value, ContainerResponse):
+            headers = opened.value.headers
+            header = headers.get("x-amzn-sagemaker-session-id") or headers.get(
+                "x-amzn-sagemaker-new-session-id"
+            )
+        session_id = self._check_open(opened, header)
+        if session_id is None:
+            self.skip(_SESSION_CHECKS[1:], "no session was opened")
+            return
+        self.expect("session use", self.invoke(name, None, session_id), 200)
+        closed = self.invoke(name, self._close_body, session_id)
+        answered = None
+        if isinstance(closed.value, ContainerResponse):
+            answered = closed.value.headers.get("x-amzn-sagemaker-closed-session-id")
+        if not closed.ok:
+            self.expect("session close", closed, 200)
+        else:
+            self.record(
+                "session close",
+                answered == session_id,
+                f"X-Amzn-SageMaker-Closed-Session-Id: {answered}"
+                if answered == session_id
+                else f"expected X-Amzn-SageMaker-Closed-Session-Id: {session_id}, got {answered}",
+            )
+        after = self.invoke(name, None, session_id)
+        self.record(
+            "session closed id",
+            400 <= after.status < 500,
+            f"HTTP {after.status}"
+            + ("" if 400 <= after.status < 500 else " (expected 4xx: session not found)"),
+        )
+
+    def _check_open(self, opened: _Outcome, header: str | None) -> str | None:
+        if not opened.ok:
+            self.expect("session open", opened, 200)
+            return None
+        if header is None:
+            self.record("session open", False, "no X-Amzn-SageMaker-Session-Id header")
+            return None
+        try:
+            session_id, expires = parse_session_header(header)
+        except ValueError as exc:
+            self.record("session open", False, f"malformed header {header[:80]!r}: {exc}")
+            return None
+        if expires is None:
+            self.record("session open", False, f"{header[:80]!r} has no '; Expires=<UTC time>'")
+            return None
+        if expires <= time.time():
+            self.record("session open", False, f"{header[:80]!r} has already expired")
+            return None
+        self.record("session open", True, f"{header[:80]}")
+        return session_id
 
     def skip(self, names: Iterable[str], why: str) -> None:
         for name in names:
@@ -366,6 +440,9 @@ def check_container(
     invoke_body: bytes = b"{}",
     content_type: str = "application/json",
     oom_attempts: int = 16,
+    sessions: bool = False,
+    session_open_body: bytes = DEFAULT_OPEN_BODY,
+    session_close_body: bytes = DEFAULT_CLOSE_BODY,
 ) -> list[CheckResult] | None:
     """Run every check against the container at ``url``; ``None`` when it does not
     answer ``GET /ping`` at all. See :func:`run_check` for the arguments.
@@ -386,6 +463,9 @@ def check_container(
             invoke_body,
             content_type,
             oom_attempts,
+            sessions,
+            session_open_body,
+            session_close_body,
         )
         checker.record("ping", healthy, f"{'200' if healthy else 'not 200'} in {took:.0f} ms")
         try:
@@ -405,6 +485,9 @@ def run_check(
     invoke_body: bytes = b"{}",
     content_type: str = "application/json",
     oom_attempts: int = 16,
+    sessions: bool = False,
+    session_open_body: bytes = DEFAULT_OPEN_BODY,
+    session_close_body: bytes = DEFAULT_CLOSE_BODY,
 ) -> int:
     """Check the container at ``url`` against the multi-model contract and print a table
     to ``out``. Returns 0 when no check failed (skipped checks do not fail), 1 when one
@@ -416,8 +499,15 @@ def run_check(
     name). ``model_prefix``: names of the models the check loads (``<prefix>-1``...).
     ``invoke_body``/``content_type``: the request each invocation sends.
     ``oom_attempts``: how many more models to load at most to provoke a 507 (0: skip).
+    ``sessions``: also check the stateful-session contract on a loaded model (protocol.md
+    §4): ``session_open_body`` sent with ``X-Amzn-SageMaker-Session-Id: NEW_SESSION`` must
+    answer ``<id>; Expires=<UTC time>`` in that header, a call with the id must succeed,
+    ``session_close_body`` with the id must answer ``X-Amzn-SageMaker-Closed-Session-Id:
+    <id>``, and the closed id must then be refused (4xx). Checks not run are listed as
+    SKIP with the reason.
 
     .. versionadded:: 0.1.0
+    .. versionadded:: 0.2.0 ``sessions``, ``session_open_body``, ``session_close_body``.
     """
     results = check_container(
         url,
@@ -427,6 +517,9 @@ def run_check(
         invoke_body=invoke_body,
         content_type=content_type,
         oom_attempts=oom_attempts,
+        sessions=sessions,
+        session_open_body=session_open_body,
+        session_close_body=session_close_body,
     )
     if results is None:
         out.write(f"The container at {url} does not answer (GET /ping): is it running?\n")
@@ -461,6 +554,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--oom-attempts", type=int, default=16, help="loads at most to provoke a 507 (0: skip)"
     )
+    parser.add_argument(
+        "--sessions",
+        action="store_true",
+        help="also check the stateful-session contract (open, use, close, closed id)",
+    )
+    parser.add_argument(
+        "--session-open-body",
+        default=DEFAULT_OPEN_BODY.decode(),
+        help="body of the NEW_SESSION request (default %(default)s)",
+    )
+    parser.add_argument(
+        "--session-close-body",
+        default=DEFAULT_CLOSE_BODY.decode(),
+        help="body of the closing request (default %(default)s)",
+    )
 
 
 def run_from_args(args: argparse.Namespace, *, out: TextIO) -> int:
@@ -474,4 +582,7 @@ def run_from_args(args: argparse.Namespace, *, out: TextIO) -> int:
         invoke_body=args.invoke_body.encode(),
         content_type=args.content_type,
         oom_attempts=args.oom_attempts,
+        sessions=args.sessions,
+        session_open_body=args.session_open_body.encode(),
+        session_close_body=args.session_close_body.encode(),
     )

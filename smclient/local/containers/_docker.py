@@ -11,16 +11,18 @@ folder is mounted read-only, and the container is removed when it stops (``--rm`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-__all__ = ["DockerContainer", "DockerError"]
+__all__ = ["DockerContainer", "DockerError", "remove_running"]
 
 CONTAINER_PORT = 8080
 MULTI_MODEL_DIR = "/opt/ml/models"
@@ -29,6 +31,26 @@ SINGLE_MODEL_DIR = "/opt/ml/model"
 
 class DockerError(RuntimeError):
     """``docker`` is missing, failed, or the container did not become healthy."""
+
+
+# Containers started and not yet stopped, so that none outlives the process: removed at
+# interpreter exit if a runtime was never closed, and by a forced exit (a second Ctrl-C).
+_running: dict[str, DockerContainer] = {}
+_running_lock = threading.Lock()
+_at_exit: list[bool] = []  # whether remove_running is registered with atexit
+
+
+def remove_running(timeout: float = 10.0) -> list[str]:
+    """``docker rm --force`` every container this process started and did not stop (no
+    grace period: for exits that cannot wait); returns their names."""
+    with _running_lock:
+        containers = list(_running.values())
+        _running.clear()
+    for container in containers:
+        container._id = None
+        with contextlib.suppress(Exception):
+            container._run([container._docker, "rm", "--force", container._name], timeout)
+    return [c._name for c in containers]
 
 
 def _free_port(host: str) -> int:
@@ -108,6 +130,11 @@ class DockerContainer:
         if done.returncode != 0:
             raise DockerError(f"docker run {self._image} failed: {_tail(done.stderr)}")
         self._id = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else self._name
+        with _running_lock:
+            if not _at_exit:
+                atexit.register(remove_running)
+                _at_exit.append(True)
+            _running[self._name] = self
         try:
             self._wait_healthy()
         except BaseException:
@@ -140,6 +167,8 @@ class DockerContainer:
         if self._id is None:
             return
         self._id = None
+        with _running_lock:
+            _running.pop(self._name, None)
         stop = [self._docker, "stop", "--time", f"{self._stop_timeout:g}", self._name]
         done = self._run(stop, self._stop_timeout + 30.0)
         if done.returncode != 0:

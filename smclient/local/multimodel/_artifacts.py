@@ -13,7 +13,6 @@ runtime mounts ``<store>`` at ``/opt/ml/models`` and tells the container
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -204,8 +203,3 @@ class ModelArtifacts:
     def _lock_for(self, target_model: str) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault(target_model, threading.Lock())
-
-    def remove_all(self) -> None:
-        """Deletes the store (the runtime's temporary directory goes anyway)."""
-        with contextlib.suppress(OSError):
-            shutil.rmtree(self._store)
