@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 from typing_extensions import Self
@@ -37,6 +37,12 @@ from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
     from ._async_session import AsyncSession
     from ._asyncinference import AsyncInvocation, Completion, Poller, WaitResult
 
@@ -211,8 +217,22 @@ class AsyncEndpoint:
         ``"boto3"`` (the boto3 client in a worker thread)."""
         return str((await self._requester._transport()).name)
 
+    @overload
+    def client(self, service: Literal["sagemaker-runtime"] = ...) -> SageMakerRuntimeClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
+
     def client(self, service: str = "sagemaker-runtime") -> Any:
-        """The boto3 client this endpoint uses for ``service`` (built on first use)."""
+        """The boto3 client this endpoint uses for ``service`` (built on first use), typed
+        per service like :meth:`Endpoint.client`."""
         return self._endpoint.client(service)
 
     def model(self, target_model: str) -> AsyncModelHandle:
