@@ -17,7 +17,7 @@ import asyncio
 import copy
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 from typing_extensions import Self
@@ -38,6 +38,12 @@ from ._session_info import SessionProtocol
 from ._streaming import ResponseStream
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
     from ._async_session import AsyncSession
     from ._asyncinference import AsyncInvocation, Completion, Poller, WaitResult
     from ._batch._aio import AsyncBatchRun
@@ -220,8 +226,22 @@ class AsyncEndpoint:
                 raise translate(exc, ErrorContext(self.name)) from exc
             raise
 
+    @overload
+    def client(self, service: Literal["sagemaker-runtime"] = ...) -> SageMakerRuntimeClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["sns"]) -> SNSClient: ...
+    @overload
+    def client(self, service: Literal["sagemaker"]) -> SageMakerClient: ...
+    @overload
+    def client(self, service: str) -> Any: ...
+
     def client(self, service: str = "sagemaker-runtime") -> Any:
-        """The boto3 client this endpoint uses for ``service`` (built on first use)."""
+        """The boto3 client this endpoint uses for ``service`` (built on first use), typed
+        per service like :meth:`Endpoint.client`."""
         return self._endpoint.client(service)
 
     def model(self, target_model: str) -> AsyncModelHandle:

@@ -156,7 +156,9 @@ def build_invoke(
             "enable_explanations", enable_explanations, maximum=check.MAX_EXPLANATIONS
         ),
         "InferenceComponentName": check.component_name(inference_component),
-        "SessionId": None if session_id is None else check.session_id(session_id),
+        "SessionId": check.stream_session_id(session_id)  # a stream cannot open one
+        if operation == STREAM
+        else (None if session_id is None else check.session_id(session_id)),
     }
     order = _STREAM_HEADERS if operation == STREAM else _INVOKE_HEADERS
     fields = tuple(

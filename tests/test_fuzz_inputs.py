@@ -587,3 +587,46 @@ def test_client_config_of_the_wrong_type_or_value(value: Any, field: str) -> Non
     else:
         assert isinstance(err, InvalidInputError)
         assert err.field == field
+
+
+def test_the_asyncio_api_refuses_the_same_input(wire: Wire) -> None:
+    """``AsyncEndpoint`` builds its requests in the same request layer: the named cases
+    are refused there too, before anything is sent."""
+    import asyncio
+
+    from smclient import AsyncEndpoint
+
+    sent = wire.reset()
+    ep = AsyncEndpoint(
+        "fuzz",
+        endpoint_url=sent.server.url,
+        region="us-east-1",
+        config=ClientConfig(sign_requests=False),
+        retry=RetryPolicy.never(),
+    )
+
+    async def refused(label: str, call: Any, field: str) -> None:
+        with pytest.raises(InvalidInputError) as info:  # noqa: PT012 - opening is the call
+            opened = call()
+            if hasattr(opened, "__aenter__"):
+                async with opened:
+                    pass
+            else:
+                await opened
+        assert info.value.field == field, label
+
+    async def main() -> None:
+        await refused("deep JSON", lambda: ep.invoke(_deep(100_000)), "body")
+        await refused("NaN", lambda: ep.invoke({"x": math.nan}), "body")
+        await refused("closed file", lambda: ep.invoke(_closed_file()), "body")
+        await refused("read() only", lambda: ep.invoke(_ReadOnly()), "body")
+        await refused("retry dict", lambda: ep.invoke(b"x", retry={"timeout": 5}), "retry")
+        await refused("codec str", lambda: ep.invoke({"a": 1}, codec="json"), "codec")
+        await refused(
+            "stream NEW_SESSION", lambda: ep.stream(b"x", session_id="NEW_SESSION"), "session_id"
+        )
+        await refused("open_body", lambda: ep.session(open_body={"x": {1, 2}}), "open_body")
+        await ep.aclose()
+
+    asyncio.run(main())
+    assert sent.count() == 0

@@ -27,8 +27,12 @@ from smclient import (
     NPY,
     RAW,
     AsyncDuplexStream,
+    AsyncEndpoint,
     AsyncInferenceError,
     AsyncInvocation,
+    AsyncModelHandle,
+    AsyncResponseStream,
+    AsyncSession,
     AsyncTimeoutError,
     BatchItem,
     BatchResult,
@@ -337,6 +341,33 @@ def batches(ep: Endpoint) -> None:
     assert_type(summary, BatchSummary)
     assert_type(summary.succeeded, int)
     assert_type(summary.elapsed, float)
+
+
+async def asyncio_api() -> None:
+    async with AsyncEndpoint("my-endpoint", region="eu-west-1") as ep:
+        assert_type(ep, AsyncEndpoint)
+        assert_type(ep.client(), SageMakerRuntimeClient)
+        assert_type(ep.client("s3"), S3Client)
+        assert_type(ep.client("other"), Any)
+        assert_type(ep.sync, Endpoint)
+        assert_type(await ep.invoke({"a": 1}, retry=RetryPolicy.never()), InvocationResult)
+        handle = ep.model("m.tar.gz")
+        assert_type(handle, AsyncModelHandle)
+        assert_type(await handle.invoke(b"x"), InvocationResult)
+        async with ep.stream(b"x") as stream:
+            assert_type(stream, AsyncResponseStream)
+            async for line in stream.lines():
+                assert_type(line, str)
+            assert_type(await stream.text(), str)
+            assert_type(stream.bytes_received, int)
+        async with ep.session(open_body={"document": "..."}) as session:
+            assert_type(session, AsyncSession)
+            assert_type(session.id, str)
+            assert_type(await session.invoke(b"x"), InvocationResult)
+        assert_type(await ep.submit({"x": 1}), AsyncInvocation)
+        assert_type(await smclient.wait_async([]), WaitResult)
+        async for done in smclient.as_completed_async([]):
+            assert_type(done, Completion)
 
 
 def duplex(ep: Endpoint) -> None:
