@@ -14,6 +14,7 @@ client runs in a worker thread (``asyncio.to_thread``) so the loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,7 +28,7 @@ from ._asynchttp import AsyncPools, AsyncStreamResponse, send_async
 from ._clients import ClientConfig
 from ._codecs import Codec
 from ._endpoint import Endpoint
-from ._errors import ErrorContext
+from ._errors import ErrorContext, translate
 from ._fasthttp import FastTransport
 from ._models import InvocationResult
 from ._request import ASYNC, INVOKE, STREAM, AsyncResponse, InvokeResponse, Request
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ._asyncinference import AsyncInvocation, Completion, Poller, WaitResult
     from ._batch._aio import AsyncBatchRun
     from ._batch._progress import BatchProgress
+    from ._duplex import AsyncDuplexStream, ReconnectEvent, ReconnectPolicy
 
 __all__ = ["AsyncEndpoint", "AsyncModelHandle", "AsyncRequester"]
 
@@ -211,7 +213,12 @@ class AsyncEndpoint:
     async def transport(self) -> str:
         """The transport the next runtime call would use: ``"fast"`` (asyncio sockets) or
         ``"boto3"`` (the boto3 client in a worker thread)."""
-        return str((await self._requester._transport()).name)
+        try:
+            return str((await self._requester._transport()).name)
+        except Exception as exc:  # no region, no credentials...: the typed error
+            if type(exc).__module__.startswith("botocore"):
+                raise translate(exc, ErrorContext(self.name)) from exc
+            raise
 
     def client(self, service: str = "sagemaker-runtime") -> Any:
         """The boto3 client this endpoint uses for ``service`` (built on first use)."""
@@ -369,11 +376,56 @@ class AsyncEndpoint:
             sleep=sleep,
         )
 
+    def duplex(
+        self,
+        *,
+        target_variant: str | None = None,
+        model_invocation_path: str | None = None,
+        model_query_string: str | None = None,
+        fips: bool = False,
+        part_size: int = 1024 * 1024,
+        raw_parts: bool = False,
+        read_timeout: float | None = None,
+        close_timeout: float = 5.0,
+        wait_for_response: bool = True,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        reconnect: ReconnectPolicy | None = None,
+        on_reconnect: Callable[[ReconnectEvent], Awaitable[None] | None] | None = None,
+    ) -> AsyncDuplexStream:
+        """A bidirectional stream (``InvokeEndpointWithBidirectionalStream``, HTTP/2):
+        ``async with ep.duplex() as stream:``, ``await stream.send(...)``, ``async for
+        message in stream`` (or ``stream = await ep.duplex()`` and ``await
+        stream.aclose()``). The arguments are those of :meth:`Endpoint.duplex`;
+        ``on_reconnect`` may be a coroutine function. Needs ``smclient[duplex]``.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._endpoint.duplex_async(
+            target_variant=target_variant,
+            model_invocation_path=model_invocation_path,
+            model_query_string=model_query_string,
+            fips=fips,
+            part_size=part_size,
+            raw_parts=raw_parts,
+            read_timeout=read_timeout,
+            close_timeout=close_timeout,
+            wait_for_response=wait_for_response,
+            max_message_bytes=max_message_bytes,
+            reconnect=reconnect,
+            on_reconnect=on_reconnect,
+        )
+
     async def submit(self, body: Any = None, **options: Any) -> AsyncInvocation:
         """Submit an asynchronous inference; arguments and result as :meth:`Endpoint.submit`.
-        The S3 upload and the ``InvokeEndpointAsync`` call run in a worker thread (boto3's
-        managed transfer has no asyncio form)."""
-        return await asyncio.to_thread(self._endpoint.submit, body, **options)
+        The S3 upload runs in a worker thread (boto3's managed transfer has no asyncio form);
+        the ``InvokeEndpointAsync`` call itself is sent on this loop, like every runtime call.
+        """
+        loop = asyncio.get_running_loop()
+        bridged = copy.copy(self._endpoint)
+        bridged._requester = _LoopBridge(self._endpoint.requester, self._requester, loop)
+        handle = await asyncio.to_thread(bridged.submit, body, **options)
+        # The handle keeps the plain endpoint (the bridge is bound to this loop).
+        return attrs.evolve(handle, endpoint=self._endpoint)
 
     async def aclose(self) -> None:
         """Close the running loop's connections and the boto3 clients' pools. The endpoint
@@ -402,6 +454,24 @@ def _rebuild(endpoint: Endpoint) -> AsyncEndpoint:
     rebuilt._endpoint = endpoint
     rebuilt._requester = AsyncRequester(endpoint.requester)
     return rebuilt
+
+
+class _LoopBridge(Requester):
+    """The sync submit's requester, run in a worker thread: its ``InvokeEndpointAsync`` is
+    sent by the asyncio requester on the endpoint's loop (the thread waits for it)."""
+
+    def __init__(
+        self, base: Requester, on_loop: AsyncRequester, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(base.name, base.factory, base.retry, base.codec)
+        self._on_loop = on_loop
+        self._loop = loop
+
+    def submit(
+        self, request: Request, retry: RetryPolicy | None = None
+    ) -> tuple[AsyncResponse, Outcome]:
+        sent = asyncio.run_coroutine_threadsafe(self._on_loop.submit(request, retry), self._loop)
+        return sent.result()
 
 
 class _StreamOpener:
@@ -562,3 +632,9 @@ async def as_completed_async(
         if completion is done:
             return
         yield completion  # type: ignore[misc]
+
+
+# Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
+for _cls in (AsyncEndpoint, AsyncModelHandle):
+    _cls.__module__ = "smclient"
+del _cls

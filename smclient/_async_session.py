@@ -228,3 +228,7 @@ class AsyncSession:
             f"AsyncSession(id={info.id if info else None!r}, endpoint={self._endpoint.name!r}, "
             f"state={self.state.value!r})"
         )
+
+
+# Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
+AsyncSession.__module__ = "smclient"

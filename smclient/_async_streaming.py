@@ -177,3 +177,7 @@ class AsyncResponseStream:
             f"bytes_received={self.bytes_received}, chunks_received={self.chunks_received}, "
             f"request_id={self.request_id!r})"
         )
+
+
+# Public classes say smclient.Name (re-exported there lazily), whichever name is touched first.
+AsyncResponseStream.__module__ = "smclient"

@@ -37,7 +37,10 @@ async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(seconds):
             return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)  # pragma: no cover - Python 3.10
+    try:  # pragma: no cover - Python 3.10, where asyncio's TimeoutError is its own class
+        return await asyncio.wait_for(awaitable, seconds)
+    except asyncio.TimeoutError as exc:
+        raise TimeoutError(str(exc)) from exc
 
 
 class _Headers(dict[str, str]):

@@ -236,14 +236,15 @@ class ClientFactory:
 
         # On a client of its own: the user's client may carry a Stubber or handlers that
         # would answer (or refuse) the probe when transport="fast" is forced.
+        session = self._sessions["sagemaker-runtime"]  # the real client's: its credentials
         probe = self._build("sagemaker-runtime")
+        self._sessions["sagemaker-runtime"] = session
         try:
             template = capture_template(probe)
         finally:
             probe.close()
         if proxied(f"{template.scheme}://{template.host}"):
             return None
-        session = self._sessions["sagemaker-runtime"]
         core = getattr(session, "_session", session)
         signer = None
         if self.config.sign_requests:

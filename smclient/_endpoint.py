@@ -12,6 +12,7 @@ from typing_extensions import Self
 from . import _validation as check
 from ._clients import ClientConfig, ClientFactory, check_config, check_url
 from ._codecs import Codec
+from ._errors import ErrorContext, translate
 from ._models import InvocationResult
 from ._request import STREAM
 from ._retry import RetryPolicy
@@ -507,7 +508,12 @@ class Endpoint:
 
         .. versionadded:: 0.2.0
         """
-        return self._factory.transport().name
+        try:
+            return self._factory.transport().name
+        except Exception as exc:  # no region, no credentials...: the typed error
+            if type(exc).__module__.startswith("botocore"):
+                raise translate(exc, ErrorContext(self._name)) from exc
+            raise
 
     def close(self) -> None:
         """Close the connection pools. The endpoint stays usable (new clients are built)."""

@@ -821,11 +821,6 @@ def http_error(operation: str, status: int, headers: Any, body: bytes) -> Except
     parser = create_parser(model.metadata["protocol"])
     raw = {"status_code": status, "headers": headers, "body": body}
     parsed = parser.parse(raw, model.output_shape)
-    # As the runtime client's before-parse hook does: a 424 keeps the container's fields
-    # even when it names no error type.
-    kept: dict[str, Any] = {}
-    keep_model_error_fields(raw, kept)
-    parsed.update(kept)
     # As botocore's endpoint does: a modeled error's members (ModelError's
     # OriginalStatusCode...) join the top level of the parsed response.
     code = (parsed.get("Error") or {}).get("Code")

@@ -482,3 +482,87 @@ def test_an_async_endpoint_pickles_without_its_pools(runtime: ScriptedRuntime) -
             await copy.aclose()
 
     asyncio.run(main())
+
+
+def test_the_boto3_transport_in_a_thread_streams_and_holds_sessions(
+    runtime: ScriptedRuntime,
+) -> None:
+    """transport='boto3' (what moto, a Stubber or a handler selects): the same answers."""
+    runtime.queue(
+        _event_stream(*map(es.payload_part, [b"a\nb", b"\nc"])),
+        _opened(),
+        Reply.ok(b"in session"),
+        _closed(),
+    )
+
+    async def main() -> None:
+        config = ClientConfig(sign_requests=False, transport="boto3")
+        async with _ep(runtime, config=config) as ep:
+            assert await ep.transport() == "boto3"
+            async with ep.stream(b"x") as s:
+                assert [line async for line in s.lines()] == ["a", "b", "c"]
+                assert s.bytes_received == 5
+            async with ep.session() as session:
+                assert (await session.invoke(b"q")).body == b"in session"
+
+    asyncio.run(main())
+    ids = [r.headers.get("x-amzn-sagemaker-session-id") for r in runtime.requests]
+    assert ids == [None, "NEW_SESSION", SID, SID]
+
+
+def test_submit_sends_invoke_endpoint_async_on_the_loop(runtime: ScriptedRuntime) -> None:
+    """The S3 upload may run in a thread; the runtime call must not: it is sent by the
+    asyncio transport (the fast path here), from the loop's thread."""
+    import pickle
+
+    runtime.queue(
+        Reply(
+            202, b'{"InferenceId": "inf-1"}', (("X-Amzn-SageMaker-OutputLocation", "s3://b/o.out"),)
+        )
+    )
+    threads: list[str] = []
+
+    async def main() -> Any:
+        async with _ep(runtime) as ep:
+            original = ep.requester.submit
+
+            async def spy(request: Any, retry: Any = None) -> Any:
+                threads.append(threading.current_thread().name)
+                return await original(request, retry)
+
+            ep.requester.submit = spy  # type: ignore[method-assign]
+            handle = await ep.submit(input_location="s3://in/x.json", inference_id="inf-1")
+            assert threads == [threading.current_thread().name]
+            return handle
+
+    handle = asyncio.run(main())
+    assert (handle.inference_id, handle.output_location) == ("inf-1", "s3://b/o.out")
+    assert runtime.requests[0].path == "/endpoints/scripted/async-invocations"
+    assert pickle.loads(pickle.dumps(handle)).inference_id == "inf-1"
+
+
+def test_a_chunked_stream_from_the_local_endpoint() -> None:
+    """The local endpoint frames streams with chunked transfer encoding (as SageMaker does)."""
+    from smclient.local import LocalEndpoint
+
+    from .test_streaming import Chunks
+
+    handler = Chunks([b'{"tok', b'en": 1}\n{"token": 2}\n', b'{"token": 3}'])
+
+    async def main(url: str, name: str) -> None:
+        async with AsyncEndpoint(
+            name, endpoint_url=url, config=ClientConfig(sign_requests=False)
+        ) as ep:
+            assert await ep.transport() == "fast"
+            async with ep.stream(b"{}") as s:
+                assert [v async for v in s.json_lines()] == [
+                    {"token": 1},
+                    {"token": 2},
+                    {"token": 3},
+                ]
+                assert s.chunks_received == 3
+            async with ep.stream(b"{}") as s:  # the connection went back to the pool and is reused
+                assert await s.text() == '{"token": 1}\n{"token": 2}\n{"token": 3}'
+
+    with LocalEndpoint(handler) as local:
+        asyncio.run(main(local.url, local.name))

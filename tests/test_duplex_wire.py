@@ -528,3 +528,32 @@ def test_the_30_minute_cap_also_cuts_a_silent_client() -> None:
             assert server.enforce_max_age() == 1
             with pytest.raises(StreamInterruptedError):
                 _drain(stream)
+
+
+def test_async_endpoint_duplex() -> None:
+    from smclient import AsyncEndpoint
+
+    with BidiServer(echo, credentials=KEYS) as server:
+
+        async def main() -> list[DuplexMessage]:
+            async with AsyncEndpoint(
+                "echo", endpoint_url=server.url, boto3_session=_session()
+            ) as endpoint:
+                async with endpoint.duplex() as stream:
+                    await stream.send("one")
+                    first = await stream.receive()
+                stream = await endpoint.duplex()  # opened by await, closed by the caller
+                try:
+                    await stream.send(b"two")
+                    second = await stream.receive()
+                finally:
+                    await stream.aclose()
+                assert first is not None
+                assert second is not None
+                return [first, second]
+
+        assert asyncio.run(main()) == [
+            DuplexMessage(b"ONE", "BINARY"),
+            DuplexMessage(b"TWO", "BINARY"),
+        ]
+        assert server.signature_failures == []

@@ -138,6 +138,14 @@ def stream_wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
 
 
 @TRANSPORTS
+def both_wires(request: pytest.FixtureRequest) -> Iterator[tuple[Wire, Wire]]:
+    """An echoing and a streaming server, on the same transport."""
+    for plain in _wire(None, request.param):
+        for streaming in _wire(EVENT_STREAM, request.param):
+            yield plain, streaming
+
+
+@TRANSPORTS
 def session_wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
     yield from _wire(NEW_SESSION, request.param)  # opens session s1
 
@@ -299,7 +307,8 @@ def test_model_handles(wire: Wire, target_model: Any) -> None:
 
 @FUZZ
 @given(keyword=st.sampled_from(sorted(RULES)), value=anything, streamed=st.booleans())
-def test_headers(wire: Wire, stream_wire: Wire, keyword: str, value: Any, streamed: bool) -> None:
+def test_headers(both_wires: tuple[Wire, Wire], keyword: str, value: Any, streamed: bool) -> None:
+    wire, stream_wire = both_wires
     if keyword in ("target_model", "enable_explanations"):
         streamed = False  # not stream parameters
     sent = (stream_wire if streamed else wire).reset()

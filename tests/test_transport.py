@@ -754,3 +754,28 @@ def test_tls_is_verified_against_aws_ca_bundle(
     ep = Endpoint("ep-1", endpoint_url=url, config=config)
     assert ep.transport == transport
     assert ep.invoke(b"x").body == b"ok"
+
+
+def test_asking_for_the_transport_without_a_region_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ConfigurationError, match="region"):
+        _ = Endpoint("ep-1").transport
+
+
+def test_lambda_trace_header_matches_botocore(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
+    fast, boto = _pair(recorder.url)
+    fast.invoke(b"x")
+    boto.invoke(b"x")
+    assert (
+        recorder.requests[0].get("X-Amzn-Trace-Id")
+        == "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+    )
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)

@@ -26,6 +26,7 @@ from smclient import (
     JSON,
     NPY,
     RAW,
+    AsyncDuplexStream,
     AsyncInferenceError,
     AsyncInvocation,
     AsyncTimeoutError,
@@ -40,6 +41,9 @@ from smclient import (
     ConnectError,
     ConnectionClosedError,
     CSVCodec,
+    DuplexClosedError,
+    DuplexMessage,
+    DuplexStream,
     Endpoint,
     EndpointCreationError,
     InternalDependencyError,
@@ -56,6 +60,7 @@ from smclient import (
     Poller,
     RawCodec,
     ReadTimeoutError,
+    ReconnectPolicy,
     ResponseStream,
     RetriesExhaustedError,
     RetryEvent,
@@ -76,6 +81,7 @@ from smclient import (
     SMClientError,
     SSEEvent,
     StreamInterruptedError,
+    StreamReconnectedError,
     StreamTimeoutError,
     ThrottlingError,
     TransportError,
@@ -333,6 +339,28 @@ def batches(ep: Endpoint) -> None:
     assert_type(summary.elapsed, float)
 
 
+def duplex(ep: Endpoint) -> None:
+    with ep.duplex(target_variant="AllTraffic", reconnect=ReconnectPolicy()) as stream:
+        assert_type(stream, DuplexStream)
+        stream.send(b"audio")
+        stream.send("text")
+        stream.close_input()
+        for message in stream:
+            assert_type(message, DuplexMessage)
+            assert_type(message.data, bytes)
+            assert_type(message.complete, bool)
+        assert_type(stream.receive(), DuplexMessage | None)
+        assert_type(stream.request_id, str | None)
+        assert_type(stream.failure, SMClientError | None)
+    assert_type(ep.duplex_async(), AsyncDuplexStream)
+    try:
+        stream.send(b"late")
+    except StreamReconnectedError:
+        pass
+    except DuplexClosedError as err:
+        assert_type(err.message, str)
+
+
 def deploy() -> None:
     created = smclient.create_multi_model_endpoint(
         "mme",
@@ -399,3 +427,15 @@ def check_duplex(ep: Endpoint) -> None:
             await astream.send(b"x")
             async for item in astream:
                 assert_type(item, DuplexMessage)
+
+
+async def check_async_duplex(ep: smclient.AsyncEndpoint) -> None:
+    from smclient import AsyncDuplexStream, DuplexMessage
+
+    async with ep.duplex(model_invocation_path="v1/chat") as stream:
+        assert_type(stream, AsyncDuplexStream)
+        await stream.send("hi")
+        assert_type(await stream.receive(), DuplexMessage | None)
+    opened = await ep.duplex()
+    assert_type(opened, AsyncDuplexStream)
+    await opened.aclose()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import attrs
@@ -153,6 +153,10 @@ class AsyncDuplexStream:
             await self.aclose()
         else:
             self.abort()
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        """``stream = await ep.duplex()``: the stream, open (close it with ``aclose``)."""
+        return self.open().__await__()
 
     async def open(self) -> Self:
         """Connect, send the signed request and (by default) wait for the answer's
