@@ -222,6 +222,11 @@ class AsyncSession:
             )
             attach_close_error(exc, close_error, self.id)
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import session
+
+        return session(self)
+
     def __repr__(self) -> str:
         info = self._core.info
         return (

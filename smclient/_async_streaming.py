@@ -171,6 +171,11 @@ class AsyncResponseStream:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    def _repr_html_(self) -> str:  # notebooks: a short, escaped summary
+        from ._html import response_stream
+
+        return response_stream(self)
+
     def __repr__(self) -> str:
         return (
             f"AsyncResponseStream(content_type={self.content_type!r}, "

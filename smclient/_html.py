@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._async_session import AsyncSession
+    from ._async_streaming import AsyncResponseStream
     from ._asyncinference import AsyncInvocation, Completion
     from ._models import InvocationResult
     from ._session import Session
@@ -183,8 +185,9 @@ def invocation_result(result: InvocationResult) -> str:
     return _card("InvocationResult", "OK", rows, preview)
 
 
-def response_stream(stream: ResponseStream) -> str:
-    """``ResponseStream._repr_html_`` (counters so far; the payload is not kept)."""
+def response_stream(stream: ResponseStream | AsyncResponseStream) -> str:
+    """``ResponseStream._repr_html_`` and ``AsyncResponseStream._repr_html_`` (counters
+    so far; the payload is not kept)."""
     rows: list[tuple[str, object]] = [
         ("content type", stream.content_type or "(none)"),
         ("received", f"{stream.bytes_received:,} bytes in {stream.chunks_received:,} chunks"),
@@ -193,11 +196,12 @@ def response_stream(stream: ResponseStream) -> str:
         ("variant", stream.invoked_production_variant),
         ("request id", stream.request_id),
     ]
-    return _card("ResponseStream", "stream", rows)
+    return _card(type(stream).__name__, "stream", rows)
 
 
-def session(sess: Session) -> str:
-    """``Session._repr_html_``: state, id, endpoint, expiry and the time left."""
+def session(sess: Session | AsyncSession, *, now: float | None = None) -> str:
+    """``Session._repr_html_`` and ``AsyncSession._repr_html_``: state, id, endpoint,
+    expiry and the time left (by the session's clock, else ``now``, default the time)."""
     state = sess.state.value
     try:
         info: SessionInfo | None = sess.info
@@ -205,18 +209,20 @@ def session(sess: Session) -> str:
         info = None
     expires = None
     if info is not None and info.expires_at is not None:
-        left = sess.expires_in
+        left: float | None = getattr(sess, "expires_in", None)
+        if left is None:
+            left = info.expires_at.timestamp() - (time.time() if now is None else now)
         stamp = info.expires_at.astimezone(datetime.timezone.utc)
         expires = stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
-        if left is not None:
-            expires = f"{expires} ({'expires' if left > 0 else 'expired'} {_countdown(left)})"
+        expires = f"{expires} ({'expires' if left > 0 else 'expired'} {_countdown(left)})"
+    endpoint = getattr(sess, "endpoint", None)
     rows: list[tuple[str, object]] = [
         ("state", state),
         ("id", info.id if info is not None else "(none yet)"),
-        ("endpoint", sess.endpoint.name),
+        ("endpoint", endpoint.name if endpoint is not None else None),
         ("expires", expires or "(unknown)"),
     ]
-    return _card("Session", state, rows)
+    return _card(type(sess).__name__, state, rows)
 
 
 def async_invocation(inv: AsyncInvocation, *, now: float | None = None) -> str:

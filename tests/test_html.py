@@ -312,3 +312,28 @@ def test_real_objects_render() -> None:
             assert sess.id in sess._repr_html_()
         assert "closed" in sess._repr_html_()
         endpoint.close()
+
+
+def test_async_stream_and_session_render() -> None:
+    import asyncio
+
+    from smclient import AsyncEndpoint, ClientConfig
+
+    async def main(url: str) -> None:
+        config = ClientConfig(sign_requests=False)
+        async with AsyncEndpoint("chat", region="us-east-1", endpoint_url=url, config=config) as ep:
+            async with ep.stream(b"hi", accept="text/plain") as stream:
+                assert [line async for line in stream.lines()] == ["<b>one</b>", "two"]
+            html = stream._repr_html_()
+            assert html.startswith('<div class="smclient-repr"><strong>AsyncResponseStream')
+            assert f"{stream.bytes_received:,} bytes in" in html
+            assert "<b>" not in html
+            async with ep.session() as sess:
+                html = sess._repr_html_()
+                assert "<strong>AsyncSession</strong>" in html
+                assert sess.id in html
+                assert "(expires in 19 min" in html  # the local endpoint's 1200 s TTL
+            assert "closed" in sess._repr_html_()
+
+    with LocalEndpoint(Chat(), name="chat") as local:
+        asyncio.run(main(local.url))
