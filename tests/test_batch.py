@@ -9,6 +9,7 @@ import _thread
 import io
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -510,7 +511,19 @@ def test_a_dropped_iterator_ends_its_threads(local: LocalEndpoint) -> None:
         assert batch_threads() == []
 
 
-def test_ctrl_c_while_waiting_leaves_no_thread_or_socket() -> None:
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Python's own SIGINT handler for the test: a process started in the background (a
+    CI job behind `&`) inherits SIGINT ignored, and then `_thread.interrupt_main()` does
+    nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_while_waiting_leaves_no_thread_or_socket(ctrl_c: None) -> None:
     fds = open_fds()
 
     def predict(body: bytes, content_type: str | None, accept: str | None) -> bytes:
@@ -543,7 +556,7 @@ def test_ctrl_c_while_reading_the_input() -> None:
         assert batch_threads() == []
 
 
-def test_stopping_cuts_a_retry_wait_short(runtime: ScriptedRuntime) -> None:
+def test_stopping_cuts_a_retry_wait_short(runtime: ScriptedRuntime, ctrl_c: None) -> None:
     runtime.queue(Reply.error("ServiceUnavailable", 503))
 
     def interrupt(event: object) -> None:
