@@ -425,6 +425,8 @@ class FastTransport:
             while True:
                 data = response.read1(65536)
                 if not data:
+                    if response.length:  # Content-Length framing, closed short of it
+                        raise http.client.IncompleteRead(b"", response.length)
                     done[0] = True
                     return
                 yield data

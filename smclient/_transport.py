@@ -22,6 +22,7 @@ variable ``SMCLIENT_TRANSPORT`` overrides ``"auto"``):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ._errors import SMClientError
@@ -96,9 +97,21 @@ class Boto3Transport:
             invoked_production_variant=response.get("InvokedProductionVariant"),
             custom_attributes=response.get("CustomAttributes"),
             request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
-            chunks=raw.stream(),
+            chunks=_whole(raw),
             close=raw.close,
         )
+
+
+def _whole(raw: Any) -> Iterator[bytes]:
+    """``raw.stream()``, raising urllib3's ``IncompleteRead`` if the connection closed short
+    of the Content-Length: botocore turns urllib3's own check off
+    (``enforce_content_length=False``), which would end a cut stream silently."""
+    yield from raw.stream()
+    remaining = getattr(raw, "length_remaining", None)
+    if remaining:
+        import urllib3.exceptions
+
+        raise urllib3.exceptions.IncompleteRead(getattr(raw, "_fp_bytes_read", 0), remaining)
 
 
 def raw_http_body(body: Any) -> Any:

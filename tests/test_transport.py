@@ -779,3 +779,70 @@ def test_lambda_trace_header_matches_botocore(
         == "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
     )
     _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+# -- second reading: wire cases found in review ---------------------------------------------
+
+
+class OneShot:
+    """A loopback server that answers each connection with the next raw bytes, then closes:
+    for answers http.server cannot produce (short bodies, duplicate headers)."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        self.answers = answers
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for answer in self.answers:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _sep, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(answer)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+def test_a_stream_framed_by_content_length_and_cut_short_is_interrupted(transport: str) -> None:
+    from smclient import StreamInterruptedError
+    from smclient.local.server._eventstream import payload_part
+
+    frame = payload_part(b"first")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+        b"Content-Length: %d\r\n\r\n" % (len(frame) * 3)
+    ) + frame  # a whole frame, then the connection closes two frames short
+    server = OneShot([answer])
+    try:
+        ep = Endpoint(
+            "ep-1",
+            endpoint_url=server.url,
+            config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        got: list[bytes] = []
+        with pytest.raises(StreamInterruptedError), ep.stream(b"x") as s:
+            got.extend(s)
+        assert got == [b"first"]
+    finally:
+        server.close()
