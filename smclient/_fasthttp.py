@@ -235,12 +235,14 @@ class _Pool:
                 return conn, True
             conn.close()
         t = self._template
+        # The port always given: http.client would read a bare IPv6 host ("::1") as host
+        # "::" and port 1.
         if t.scheme == "https":
             conn = http.client.HTTPSConnection(
-                t.hostname, t.port, timeout=self._connect, context=self._ssl
+                t.hostname, t.port or 443, timeout=self._connect, context=self._ssl
             )
         else:
-            conn = http.client.HTTPConnection(t.hostname, t.port, timeout=self._connect)
+            conn = http.client.HTTPConnection(t.hostname, t.port or 80, timeout=self._connect)
         return conn, False
 
     def connect(self, conn: http.client.HTTPConnection) -> None:

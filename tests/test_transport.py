@@ -846,3 +846,23 @@ def test_a_stream_framed_by_content_length_and_cut_short_is_interrupted(transpor
         assert got == [b"first"]
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "host_header"),
+    [
+        ("http://[::1]", 80, "[::1]"),
+        ("https://[::1]", 443, "[::1]"),
+        ("http://[::1]:8080", 8080, "[::1]:8080"),
+    ],
+)
+def test_an_ipv6_endpoint_without_a_port_connects_to_the_default_port(
+    url: str, port: int, host_header: str
+) -> None:
+    # http.client reads a bare "::1" with no port as host "::" and port 1: the fast
+    # transport must give the scheme's port itself (no socket is opened here).
+    transport: Any = _fast(url).requester.factory.transport()
+    assert transport.template.host == host_header
+    conn, reused = transport._pool.get()
+    assert not reused
+    assert (conn.host, conn.port) == ("::1", port)
