@@ -37,7 +37,16 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._request import ASYNC, INVOKE, STREAM, AsyncResponse, InvokeResponse, Request, StreamResponse
+from ._request import (
+    ASYNC,
+    INVOKE,
+    STREAM,
+    AsyncResponse,
+    InvokeResponse,
+    Request,
+    StreamResponse,
+    request_id,
+)
 
 __all__ = ["FastTransport", "Signer", "Template", "capture_template"]
 
@@ -175,6 +184,26 @@ class Signer:
             )
         )
         return added
+
+
+class _Headers(dict[str, str]):
+    """Response headers as botocore sees them through urllib3: names case-insensitive,
+    a repeated header's values joined with ``", "`` (http.client's ``get`` keeps the first)."""
+
+    def __init__(self, message: Any) -> None:
+        super().__init__()
+        for name, value in message.items():
+            key = name.lower()
+            self[key] = f"{self[key]}, {value}" if key in self else value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
@@ -408,7 +437,7 @@ class FastTransport:
             conn.close()
             raise
         self._release(conn, response)
-        return self.parse(request, status, response.msg, body)
+        return self.parse(request, status, _Headers(response.msg), body)
 
     def _release(
         self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
@@ -440,12 +469,12 @@ class FastTransport:
                 conn.close()  # unread bytes left: the connection cannot be reused
             response.close()
 
-        get = response.msg.get
+        get = _Headers(response.msg).get
         return StreamResponse(
             content_type=get("x-amzn-sagemaker-content-type"),
             invoked_production_variant=get("x-amzn-invoked-production-variant"),
             custom_attributes=get("x-amzn-sagemaker-custom-attributes"),
-            request_id=get("x-amzn-requestid"),
+            request_id=request_id(get),
             chunks=chunks(),
             close=close,
         )

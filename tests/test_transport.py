@@ -866,3 +866,58 @@ def test_an_ipv6_endpoint_without_a_port_connects_to_the_default_port(
     conn, reused = transport._pool.get()
     assert not reused
     assert (conn.host, conn.port) == ("::1", port)
+
+
+def _answers_for_both(answer: bytes) -> tuple[OneShot, list[Endpoint]]:
+    server = OneShot([answer, answer])
+    return server, [
+        Endpoint(
+            "ep-1",
+            endpoint_url=server.url,
+            config=ClientConfig(transport=t),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        for t in ("fast", "boto3")
+    ]
+
+
+def test_repeated_headers_and_the_other_request_id_header_parse_as_botocore() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        b"X-Amzn-SageMaker-Custom-Attributes: a=1\r\n"
+        b"x-amzn-sagemaker-custom-attributes: b=2\r\n"
+        b"x-amz-request-id: RID-1\r\nContent-Length: 2\r\n\r\nok"
+    )
+    server, endpoints = _answers_for_both(answer)
+    try:
+        fast, boto = (ep.invoke(b"x") for ep in endpoints)
+        assert boto.custom_attributes == "a=1, b=2"  # urllib3 joins repeated headers
+        assert boto.request_id == "RID-1"  # botocore's rest-json fallback header
+        assert (fast.custom_attributes, fast.request_id) == (
+            boto.custom_attributes,
+            boto.request_id,
+        )
+    finally:
+        server.close()
+
+
+def test_stream_metadata_reads_repeated_headers_and_the_other_request_id_header() -> None:
+    from smclient.local.server._eventstream import payload_part
+
+    frame = payload_part(b"hi")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+        b"X-Amzn-SageMaker-Custom-Attributes: a=1\r\n"
+        b"X-Amzn-SageMaker-Custom-Attributes: b=2\r\n"
+        b"x-amz-request-id: RID-2\r\nContent-Length: %d\r\n\r\n" % len(frame)
+    ) + frame
+    server, endpoints = _answers_for_both(answer)
+    try:
+        seen = []
+        for ep in endpoints:
+            with ep.stream(b"x") as s:
+                assert s.text() == "hi"
+                seen.append((s.custom_attributes, s.request_id))
+        assert seen == [("a=1, b=2", "RID-2")] * 2
+    finally:
+        server.close()
