@@ -43,6 +43,7 @@ _EVENTS = (
     "before-send",
     "needs-retry",
     "response-received",
+    "before-parse",
     "after-call",
     "after-call-error",
 )
@@ -139,7 +140,11 @@ def _module(handler: Any) -> str:
     return str(getattr(target, "__module__", None) or type(target).__module__ or "")
 
 
-def _ours(module: str) -> bool:
+def _ours(module: str, handler: Any) -> bool:
+    from ._errors import keep_model_error_fields  # smclient's own, on every runtime client
+
+    if handler is keep_model_error_fields:
+        return True
     return module.startswith(("botocore.", "boto3.")) and not module.startswith("botocore.stub")
 
 
@@ -193,7 +198,7 @@ class HookWatch:
                 if module.startswith("moto."):
                     if all(h is not handler for h in moto):
                         moto.append(handler)
-                elif not _ours(module):
+                elif not _ours(module, handler):
                     hooked = True
         self._seen, self._hooked, self._moto = cache, hooked, moto
 

@@ -921,3 +921,22 @@ def test_stream_metadata_reads_repeated_headers_and_the_other_request_id_header(
         assert seen == [("a=1, b=2", "RID-2")] * 2
     finally:
         server.close()
+
+
+def test_a_before_parse_handler_sees_every_call(runtime: ScriptedRuntime) -> None:
+    # botocore emits before-parse on every call (it may rewrite the answer): a user's
+    # handler there must send the call through the boto3 client, like any other event.
+    seen: list[int] = []
+
+    def rewrite(response_dict: Any, **_kwargs: Any) -> None:
+        seen.append(response_dict["status_code"])
+
+    ep = runtime.endpoint()
+    assert ep.transport == "fast"  # smclient's own before-parse hook does not count
+    event = "before-parse.sagemaker-runtime.InvokeEndpoint"
+    ep.client().meta.events.register(event, rewrite, unique_id="bp")
+    assert ep.transport == "boto3"
+    ep.invoke(b"x")
+    assert seen == [200]
+    ep.client().meta.events.unregister(event, unique_id="bp")
+    assert ep.transport == "fast"
