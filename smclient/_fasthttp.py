@@ -331,10 +331,24 @@ class FastTransport:
         self._crt = bool(HAS_CRT) and signer is not None
         self._in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         self._pool = _Pool(template, context, connect_timeout, read_timeout, max_pool_connections)
+        self._paths: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return self._url
+
+    def _canonical(self, path: str) -> str:
+        """The path as SigV4 signs it - botocore's ``SigV4Auth``: dot segments and empty
+        segments removed, then percent-encoded (again) except ``/`` and ``~``. Only an
+        ``endpoint_url`` path prefix can hold such characters; a few paths per endpoint."""
+        found = self._paths.get(path)
+        if found is None:
+            from urllib.parse import quote
+
+            from botocore.utils import normalize_url_path
+
+            found = self._paths[path] = quote(normalize_url_path(path), safe="/~")
+        return found
 
     def headers(self, request: Request, path: str, now: float) -> list[tuple[str, str]]:
         """Every header after ``Host`` and ``Accept-Encoding``, in botocore's order."""
@@ -351,7 +365,7 @@ class FastTransport:
             # lowercase host header then the token before the date (the same signature).
             headers.append(("host", t.host))
         if self._signer is not None:
-            added = self._signer.sign(path, t.host, signed, request.body, now)
+            added = self._signer.sign(self._canonical(path), t.host, signed, request.body, now)
             if self._crt and len(added) == 3:
                 added = [added[1], added[0], added[2]]
             headers += added

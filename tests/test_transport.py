@@ -940,3 +940,17 @@ def test_a_before_parse_handler_sees_every_call(runtime: ScriptedRuntime) -> Non
     assert seen == [200]
     ep.client().meta.events.unregister(event, unique_id="bp")
     assert ep.transport == "fast"
+
+
+@pytest.mark.parametrize(
+    "prefix", ["/v1/", "/a%20b", "/a:b+c=d", "/a,b;c*", "/x/./y//z", "/caf%C3%A9"]
+)
+def test_a_path_prefix_is_signed_as_botocore_signs_it(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    # SigV4 signs the path normalised and percent-encoded again (botocore's SigV4Auth); the
+    # request line keeps it as given. _same_wire recomputes both signatures with botocore.
+    fast, boto = _pair(recorder.url + prefix)
+    fast.invoke(b"x")
+    boto.invoke(b"x")
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
