@@ -125,8 +125,9 @@ class Signer:
         self._region = region
         self._service = service
         self._key: tuple[str, str, bytes] | None = None
-        self._second = -1
-        self._stamp = ""
+        # (second, its X-Amz-Date) in one attribute: a thread never reads a new second
+        # with the previous one's stamp.
+        self._clock: tuple[int, str] = (-1, "")
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         cached = self._key
@@ -149,9 +150,10 @@ class Signer:
             raise NoCredentialsError()
         frozen = self._credentials.get_frozen_credentials()
         second = int(now)
-        if second != self._second:  # formatting the time costs more than the HMAC
-            self._second, self._stamp = second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        stamp = self._stamp
+        cached, stamp = self._clock
+        if second != cached:  # formatting the time costs more than the HMAC
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+            self._clock = (second, stamp)
         day = stamp[:8]
         added = [("X-Amz-Date", stamp)]
         if frozen.token:

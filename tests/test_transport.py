@@ -954,3 +954,42 @@ def test_a_path_prefix_is_signed_as_botocore_signs_it(
     fast.invoke(b"x")
     boto.invoke(b"x")
     _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+def test_the_signing_time_is_never_a_stale_one_under_threads() -> None:
+    # Thread A signs after an hour's idle and is preempted right after its first write to
+    # the signer's clock cache; thread B signing in that new second must not read the
+    # hour-old X-Amz-Date (AWS refuses signatures more than 5 minutes off).
+    from botocore.credentials import Credentials as Creds
+
+    from smclient._fasthttp import Signer
+
+    paused, resume = threading.Event(), threading.Event()
+    owner: list[int] = []
+
+    class PausingSigner(Signer):
+        def __setattr__(self, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+            if owner and threading.get_ident() == owner[0] and not paused.is_set():
+                paused.set()
+                resume.wait(10)
+
+    signer = PausingSigner(Creds("AKID", "secret"), "us-east-1")
+    earlier = datetime.datetime(2026, 1, 1, 10, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+    signer.sign("/p", "h", [], b"", earlier)
+    results: dict[str, list[tuple[str, str]]] = {}
+
+    def sign_a() -> None:
+        owner.append(threading.get_ident())
+        results["a"] = signer.sign("/p", "h", [], b"", earlier + 3600)
+
+    thread = threading.Thread(target=sign_a)
+    thread.start()
+    try:
+        assert paused.wait(10)
+        results["b"] = signer.sign("/p", "h", [], b"", earlier + 3600.5)
+    finally:
+        resume.set()
+        thread.join(10)
+    assert dict(results["b"])["X-Amz-Date"] == "20260101T110000Z"
+    assert dict(results["a"])["X-Amz-Date"] == "20260101T110000Z"
