@@ -331,7 +331,6 @@ class FastTransport:
         from botocore.compat import HAS_CRT
 
         self._crt = bool(HAS_CRT) and signer is not None
-        self._in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         self._pool = _Pool(template, context, connect_timeout, read_timeout, max_pool_connections)
         self._paths: dict[str, str] = {}
 
@@ -358,10 +357,13 @@ class FastTransport:
         headers = [(header, value) for _param, header, value in request.fields]
         signed = headers[:]  # botocore never signs User-Agent and X-Amzn-Trace-Id
         headers.append(("User-Agent", t.user_agent))
-        if self._in_lambda:  # botocore's recursion detection
-            trace = os.environ.get("_X_AMZN_TRACE_ID")
+        environ = os.environ
+        if "AWS_LAMBDA_FUNCTION_NAME" in environ:  # botocore's recursion detection, per call
+            trace = environ.get("_X_AMZN_TRACE_ID")
             if trace:
-                headers.append(("X-Amzn-Trace-Id", trace))
+                from urllib.parse import quote
+
+                headers.append(("X-Amzn-Trace-Id", quote(trace, safe="-=;:+&[]{}\"',")))
         if self._crt:
             # botocore signs with awscrt when it is installed, and that signer adds a
             # lowercase host header then the token before the date (the same signature).

@@ -993,3 +993,19 @@ def test_the_signing_time_is_never_a_stale_one_under_threads() -> None:
         thread.join(10)
     assert dict(results["b"])["X-Amz-Date"] == "20260101T110000Z"
     assert dict(results["a"])["X-Amz-Date"] == "20260101T110000Z"
+
+
+def test_lambda_trace_header_is_escaped_and_read_per_call_as_botocore_does(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, boto = _pair(recorder.url)
+    fast.invoke(b"x")  # the transport exists before the Lambda variables appear
+    boto.invoke(b"x")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-abc;Lineage=a b\u00e9\r\nX-Injected: 1")
+    fast.invoke(b"x")
+    boto.invoke(b"x")
+    fast_raw, boto_raw = recorder.requests[2], recorder.requests[3]
+    assert boto_raw.get("X-Amzn-Trace-Id") == "Root=1-abc;Lineage=a%20b%C3%A9%0D%0AX-Injected:%201"
+    assert fast_raw.get("X-Injected") is None
+    _same_wire(fast_raw, boto_raw, recorder.url, monkeypatch)
