@@ -214,6 +214,10 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
+        if hasattr(select, "poll"):  # select() refuses descriptors >= FD_SETSIZE (1024)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _w, _x = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True

@@ -1009,3 +1009,28 @@ def test_lambda_trace_header_is_escaped_and_read_per_call_as_botocore_does(
     assert boto_raw.get("X-Amzn-Trace-Id") == "Root=1-abc;Lineage=a%20b%C3%A9%0D%0AX-Injected:%201"
     assert fast_raw.get("X-Injected") is None
     _same_wire(fast_raw, boto_raw, recorder.url, monkeypatch)
+
+
+def test_connections_are_reused_when_descriptors_are_above_select_limit(
+    recorder: Recorder,
+) -> None:
+    # select() refuses descriptors >= FD_SETSIZE (1024): a busy process's sockets are there,
+    # and the idle check must not take every pooled connection for a dropped one.
+    import os
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"needs 1200 file descriptors, the limit is {soft}")
+    fillers = []
+    try:
+        while not fillers or fillers[-1] < 1100:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        ep = _fast(recorder.url)
+        for _ in range(3):
+            ep.invoke(b"x")
+        assert recorder.connections == 1
+        ep.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
