@@ -440,9 +440,16 @@ class FastTransport:
             sock = conn.sock
             assert sock is not None
             response = http.client.HTTPResponse(sock, method="POST")
+            cut = False
             try:
                 try:
-                    sock.sendall(data)
+                    try:
+                        sock.sendall(data)
+                    except (BrokenPipeError, ConnectionResetError):
+                        # As urllib3: a server may answer from the headers alone (400, 403,
+                        # 413) and close without reading the body; its answer is readable.
+                        # If there is none, begin() fails and it is a ConnectionClosedError.
+                        cut = True
                     response.begin()
                     if request.operation == STREAM and response.status < 300:
                         return self._stream(conn, response)
@@ -458,7 +465,10 @@ class FastTransport:
         except BaseException:
             conn.close()
             raise
-        self._release(conn, response)
+        if cut:
+            conn.close()  # part of the request was never written: never reuse it
+        else:
+            self._release(conn, response)
         return self.parse(request, status, _Headers(response.msg), body)
 
     def _release(

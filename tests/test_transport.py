@@ -1034,3 +1034,42 @@ def test_connections_are_reused_when_descriptors_are_above_select_limit(
     finally:
         for fd in fillers:
             os.close(fd)
+
+
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+def test_an_answer_sent_before_the_body_was_read_is_the_error(transport: str) -> None:
+    # A front end may refuse a request from its headers alone (400, 403, 413) and close
+    # without reading the body: the write then fails, but the answer is there to read.
+    # urllib3 (so boto3) reads it; the fast transport must not turn it into a connection error.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    answer = b'{"message":"refused before the body"}'
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 400 Bad Request\r\nx-amzn-ErrorType: ValidationError\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )  # then closed with the body unread: the client's write fails
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        ep = Endpoint(
+            "ep-1",
+            endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        with pytest.raises(ValidationError, match="refused before the body") as info:
+            ep.invoke(b"a" * 6_000_000)
+        assert info.value.http_status == 400
+    finally:
+        thread.join(5)
+        listener.close()
