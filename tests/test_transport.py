@@ -804,17 +804,27 @@ class OneShot:
             except OSError:
                 return
             with conn:
+                conn.settimeout(10)  # a client that went away must not hang the thread
                 data = b""
                 while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    data += more
                 head, _sep, body = data.partition(b"\r\n\r\n")
                 length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
                 )
                 while len(body) < length:
-                    body += conn.recv(65536)
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    body += more
                 conn.sendall(answer)
 
     def close(self) -> None:
@@ -1049,9 +1059,13 @@ def test_an_answer_sent_before_the_body_was_read_is_the_error(transport: str) ->
     def serve() -> None:
         conn, _ = listener.accept()
         with conn:
+            conn.settimeout(10)
             data = b""
             while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
+                more = conn.recv(65536)
+                if not more:
+                    return
+                data += more
             conn.sendall(
                 b"HTTP/1.1 400 Bad Request\r\nx-amzn-ErrorType: ValidationError\r\n"
                 b"Content-Type: application/json\r\nConnection: close\r\n"
