@@ -37,7 +37,16 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._request import ASYNC, INVOKE, STREAM, AsyncResponse, InvokeResponse, Request, StreamResponse
+from ._request import (
+    ASYNC,
+    INVOKE,
+    STREAM,
+    AsyncResponse,
+    InvokeResponse,
+    Request,
+    StreamResponse,
+    request_id,
+)
 
 __all__ = ["FastTransport", "Signer", "Template", "capture_template"]
 
@@ -116,8 +125,9 @@ class Signer:
         self._region = region
         self._service = service
         self._key: tuple[str, str, bytes] | None = None
-        self._second = -1
-        self._stamp = ""
+        # (second, its X-Amz-Date) in one attribute: a thread never reads a new second
+        # with the previous one's stamp.
+        self._clock: tuple[int, str] = (-1, "")
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         cached = self._key
@@ -140,9 +150,10 @@ class Signer:
             raise NoCredentialsError()
         frozen = self._credentials.get_frozen_credentials()
         second = int(now)
-        if second != self._second:  # formatting the time costs more than the HMAC
-            self._second, self._stamp = second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        stamp = self._stamp
+        cached, stamp = self._clock
+        if second != cached:  # formatting the time costs more than the HMAC
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+            self._clock = (second, stamp)
         day = stamp[:8]
         added = [("X-Amz-Date", stamp)]
         if frozen.token:
@@ -177,12 +188,36 @@ class Signer:
         return added
 
 
+class _Headers(dict[str, str]):
+    """Response headers as botocore sees them through urllib3: names case-insensitive,
+    a repeated header's values joined with ``", "`` (http.client's ``get`` keeps the first)."""
+
+    def __init__(self, message: Any) -> None:
+        super().__init__()
+        for name, value in message.items():
+            key = name.lower()
+            self[key] = f"{self[key]}, {value}" if key in self else value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
+
+
 def _dropped(conn: http.client.HTTPConnection) -> bool:
     """A pooled connection the server closed (readable while idle means EOF or junk)."""
     sock = conn.sock
     if sock is None:
         return True
     try:
+        if hasattr(select, "poll"):  # select() refuses descriptors >= FD_SETSIZE (1024)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _w, _x = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
@@ -235,12 +270,14 @@ class _Pool:
                 return conn, True
             conn.close()
         t = self._template
+        # The port always given: http.client would read a bare IPv6 host ("::1") as host
+        # "::" and port 1.
         if t.scheme == "https":
             conn = http.client.HTTPSConnection(
-                t.hostname, t.port, timeout=self._connect, context=self._ssl
+                t.hostname, t.port or 443, timeout=self._connect, context=self._ssl
             )
         else:
-            conn = http.client.HTTPConnection(t.hostname, t.port, timeout=self._connect)
+            conn = http.client.HTTPConnection(t.hostname, t.port or 80, timeout=self._connect)
         return conn, False
 
     def connect(self, conn: http.client.HTTPConnection) -> None:
@@ -298,12 +335,25 @@ class FastTransport:
         from botocore.compat import HAS_CRT
 
         self._crt = bool(HAS_CRT) and signer is not None
-        self._in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         self._pool = _Pool(template, context, connect_timeout, read_timeout, max_pool_connections)
+        self._paths: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return self._url
+
+    def _canonical(self, path: str) -> str:
+        """The path as SigV4 signs it - botocore's ``SigV4Auth``: dot segments and empty
+        segments removed, then percent-encoded (again) except ``/`` and ``~``. Only an
+        ``endpoint_url`` path prefix can hold such characters; a few paths per endpoint."""
+        found = self._paths.get(path)
+        if found is None:
+            from urllib.parse import quote
+
+            from botocore.utils import normalize_url_path
+
+            found = self._paths[path] = quote(normalize_url_path(path), safe="/~")
+        return found
 
     def headers(self, request: Request, path: str, now: float) -> list[tuple[str, str]]:
         """Every header after ``Host`` and ``Accept-Encoding``, in botocore's order."""
@@ -311,16 +361,19 @@ class FastTransport:
         headers = [(header, value) for _param, header, value in request.fields]
         signed = headers[:]  # botocore never signs User-Agent and X-Amzn-Trace-Id
         headers.append(("User-Agent", t.user_agent))
-        if self._in_lambda:  # botocore's recursion detection
-            trace = os.environ.get("_X_AMZN_TRACE_ID")
+        environ = os.environ
+        if "AWS_LAMBDA_FUNCTION_NAME" in environ:  # botocore's recursion detection, per call
+            trace = environ.get("_X_AMZN_TRACE_ID")
             if trace:
-                headers.append(("X-Amzn-Trace-Id", trace))
+                from urllib.parse import quote
+
+                headers.append(("X-Amzn-Trace-Id", quote(trace, safe="-=;:+&[]{}\"',")))
         if self._crt:
             # botocore signs with awscrt when it is installed, and that signer adds a
             # lowercase host header then the token before the date (the same signature).
             headers.append(("host", t.host))
         if self._signer is not None:
-            added = self._signer.sign(path, t.host, signed, request.body, now)
+            added = self._signer.sign(self._canonical(path), t.host, signed, request.body, now)
             if self._crt and len(added) == 3:
                 added = [added[1], added[0], added[2]]
             headers += added
@@ -387,9 +440,16 @@ class FastTransport:
             sock = conn.sock
             assert sock is not None
             response = http.client.HTTPResponse(sock, method="POST")
+            cut = False
             try:
                 try:
-                    sock.sendall(data)
+                    try:
+                        sock.sendall(data)
+                    except (BrokenPipeError, ConnectionResetError):
+                        # As urllib3: a server may answer from the headers alone (400, 403,
+                        # 413) and close without reading the body; its answer is readable.
+                        # If there is none, begin() fails and it is a ConnectionClosedError.
+                        cut = True
                     response.begin()
                     if request.operation == STREAM and response.status < 300:
                         return self._stream(conn, response)
@@ -405,8 +465,11 @@ class FastTransport:
         except BaseException:
             conn.close()
             raise
-        self._release(conn, response)
-        return self.parse(request, status, response.msg, body)
+        if cut:
+            conn.close()  # part of the request was never written: never reuse it
+        else:
+            self._release(conn, response)
+        return self.parse(request, status, _Headers(response.msg), body)
 
     def _release(
         self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse
@@ -425,6 +488,8 @@ class FastTransport:
             while True:
                 data = response.read1(65536)
                 if not data:
+                    if response.length:  # Content-Length framing, closed short of it
+                        raise http.client.IncompleteRead(b"", response.length)
                     done[0] = True
                     return
                 yield data
@@ -436,12 +501,12 @@ class FastTransport:
                 conn.close()  # unread bytes left: the connection cannot be reused
             response.close()
 
-        get = response.msg.get
+        get = _Headers(response.msg).get
         return StreamResponse(
             content_type=get("x-amzn-sagemaker-content-type"),
             invoked_production_variant=get("x-amzn-invoked-production-variant"),
             custom_attributes=get("x-amzn-sagemaker-custom-attributes"),
-            request_id=get("x-amzn-requestid"),
+            request_id=request_id(get),
             chunks=chunks(),
             close=close,
         )

@@ -33,6 +33,7 @@ __all__ = [
     "StreamResponse",
     "build_async",
     "build_invoke",
+    "request_id",
 ]
 
 INVOKE = "InvokeEndpoint"
@@ -182,6 +183,13 @@ def build_async(endpoint: str, headers: dict[str, Any]) -> Request:
 # -- parsed responses -----------------------------------------------------------------------
 
 
+def request_id(headers: Callable[[str], str | None]) -> str | None:
+    """The request id as botocore's rest-json parser reads it: ``x-amzn-RequestId``, else
+    ``x-amz-request-id``."""
+    found = headers("x-amzn-requestid")
+    return headers("x-amz-request-id") if found is None else found
+
+
 @attrs.frozen
 class InvokeResponse:
     """A successful ``InvokeEndpoint`` answer, whichever transport carried it."""
@@ -215,7 +223,7 @@ class InvokeResponse:
             content_type=headers("content-type"),
             invoked_production_variant=headers("x-amzn-invoked-production-variant"),
             custom_attributes=headers("x-amzn-sagemaker-custom-attributes"),
-            request_id=headers("x-amzn-requestid"),
+            request_id=request_id(headers),
             new_session_id=headers("x-amzn-sagemaker-new-session-id"),
             closed_session_id=headers("x-amzn-sagemaker-closed-session-id"),
         )
@@ -272,6 +280,6 @@ class AsyncResponse:
             inference_id=inference_id,
             output_location=headers("x-amzn-sagemaker-outputlocation"),
             failure_location=headers("x-amzn-sagemaker-failurelocation"),
-            request_id=headers("x-amzn-requestid"),
+            request_id=request_id(headers),
             http_status=status,
         )

@@ -22,6 +22,7 @@ variable ``SMCLIENT_TRANSPORT`` overrides ``"auto"``):
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from ._errors import SMClientError
@@ -42,6 +43,7 @@ _EVENTS = (
     "before-send",
     "needs-retry",
     "response-received",
+    "before-parse",
     "after-call",
     "after-call-error",
 )
@@ -96,9 +98,21 @@ class Boto3Transport:
             invoked_production_variant=response.get("InvokedProductionVariant"),
             custom_attributes=response.get("CustomAttributes"),
             request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
-            chunks=raw.stream(),
+            chunks=_whole(raw),
             close=raw.close,
         )
+
+
+def _whole(raw: Any) -> Iterator[bytes]:
+    """``raw.stream()``, raising urllib3's ``IncompleteRead`` if the connection closed short
+    of the Content-Length: botocore turns urllib3's own check off
+    (``enforce_content_length=False``), which would end a cut stream silently."""
+    yield from raw.stream()
+    remaining = getattr(raw, "length_remaining", None)
+    if remaining:
+        import urllib3.exceptions
+
+        raise urllib3.exceptions.IncompleteRead(getattr(raw, "_fp_bytes_read", 0), remaining)
 
 
 def raw_http_body(body: Any) -> Any:
@@ -126,7 +140,11 @@ def _module(handler: Any) -> str:
     return str(getattr(target, "__module__", None) or type(target).__module__ or "")
 
 
-def _ours(module: str) -> bool:
+def _ours(module: str, handler: Any) -> bool:
+    from ._errors import keep_model_error_fields  # smclient's own, on every runtime client
+
+    if handler is keep_model_error_fields:
+        return True
     return module.startswith(("botocore.", "boto3.")) and not module.startswith("botocore.stub")
 
 
@@ -180,7 +198,7 @@ class HookWatch:
                 if module.startswith("moto."):
                     if all(h is not handler for h in moto):
                         moto.append(handler)
-                elif not _ours(module):
+                elif not _ours(module, handler):
                     hooked = True
         self._seen, self._hooked, self._moto = cache, hooked, moto
 

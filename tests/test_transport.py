@@ -779,3 +779,311 @@ def test_lambda_trace_header_matches_botocore(
         == "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
     )
     _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+# -- second reading: wire cases found in review ---------------------------------------------
+
+
+class OneShot:
+    """A loopback server that answers each connection with the next raw bytes, then closes:
+    for answers http.server cannot produce (short bodies, duplicate headers)."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        self.answers = answers
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        for answer in self.answers:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)  # a client that went away must not hang the thread
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                head, _sep, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                while len(body) < length:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    body += more
+                conn.sendall(answer)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+def test_a_stream_framed_by_content_length_and_cut_short_is_interrupted(transport: str) -> None:
+    from smclient import StreamInterruptedError
+    from smclient.local.server._eventstream import payload_part
+
+    frame = payload_part(b"first")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+        b"Content-Length: %d\r\n\r\n" % (len(frame) * 3)
+    ) + frame  # a whole frame, then the connection closes two frames short
+    server = OneShot([answer])
+    try:
+        ep = Endpoint(
+            "ep-1",
+            endpoint_url=server.url,
+            config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        got: list[bytes] = []
+        with pytest.raises(StreamInterruptedError), ep.stream(b"x") as s:
+            got.extend(s)
+        assert got == [b"first"]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "host_header"),
+    [
+        ("http://[::1]", 80, "[::1]"),
+        ("https://[::1]", 443, "[::1]"),
+        ("http://[::1]:8080", 8080, "[::1]:8080"),
+    ],
+)
+def test_an_ipv6_endpoint_without_a_port_connects_to_the_default_port(
+    url: str, port: int, host_header: str
+) -> None:
+    # http.client reads a bare "::1" with no port as host "::" and port 1: the fast
+    # transport must give the scheme's port itself (no socket is opened here).
+    transport: Any = _fast(url).requester.factory.transport()
+    assert transport.template.host == host_header
+    conn, reused = transport._pool.get()
+    assert not reused
+    assert (conn.host, conn.port) == ("::1", port)
+
+
+def _answers_for_both(answer: bytes) -> tuple[OneShot, list[Endpoint]]:
+    server = OneShot([answer, answer])
+    return server, [
+        Endpoint(
+            "ep-1",
+            endpoint_url=server.url,
+            config=ClientConfig(transport=t),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        for t in ("fast", "boto3")
+    ]
+
+
+def test_repeated_headers_and_the_other_request_id_header_parse_as_botocore() -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+        b"X-Amzn-SageMaker-Custom-Attributes: a=1\r\n"
+        b"x-amzn-sagemaker-custom-attributes: b=2\r\n"
+        b"x-amz-request-id: RID-1\r\nContent-Length: 2\r\n\r\nok"
+    )
+    server, endpoints = _answers_for_both(answer)
+    try:
+        fast, boto = (ep.invoke(b"x") for ep in endpoints)
+        assert boto.custom_attributes == "a=1, b=2"  # urllib3 joins repeated headers
+        assert boto.request_id == "RID-1"  # botocore's rest-json fallback header
+        assert (fast.custom_attributes, fast.request_id) == (
+            boto.custom_attributes,
+            boto.request_id,
+        )
+    finally:
+        server.close()
+
+
+def test_stream_metadata_reads_repeated_headers_and_the_other_request_id_header() -> None:
+    from smclient.local.server._eventstream import payload_part
+
+    frame = payload_part(b"hi")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+        b"X-Amzn-SageMaker-Custom-Attributes: a=1\r\n"
+        b"X-Amzn-SageMaker-Custom-Attributes: b=2\r\n"
+        b"x-amz-request-id: RID-2\r\nContent-Length: %d\r\n\r\n" % len(frame)
+    ) + frame
+    server, endpoints = _answers_for_both(answer)
+    try:
+        seen = []
+        for ep in endpoints:
+            with ep.stream(b"x") as s:
+                assert s.text() == "hi"
+                seen.append((s.custom_attributes, s.request_id))
+        assert seen == [("a=1, b=2", "RID-2")] * 2
+    finally:
+        server.close()
+
+
+def test_a_before_parse_handler_sees_every_call(runtime: ScriptedRuntime) -> None:
+    # botocore emits before-parse on every call (it may rewrite the answer): a user's
+    # handler there must send the call through the boto3 client, like any other event.
+    seen: list[int] = []
+
+    def rewrite(response_dict: Any, **_kwargs: Any) -> None:
+        seen.append(response_dict["status_code"])
+
+    ep = runtime.endpoint()
+    assert ep.transport == "fast"  # smclient's own before-parse hook does not count
+    event = "before-parse.sagemaker-runtime.InvokeEndpoint"
+    ep.client().meta.events.register(event, rewrite, unique_id="bp")
+    assert ep.transport == "boto3"
+    ep.invoke(b"x")
+    assert seen == [200]
+    ep.client().meta.events.unregister(event, unique_id="bp")
+    assert ep.transport == "fast"
+
+
+@pytest.mark.parametrize(
+    "prefix", ["/v1/", "/a%20b", "/a:b+c=d", "/a,b;c*", "/x/./y//z", "/caf%C3%A9"]
+)
+def test_a_path_prefix_is_signed_as_botocore_signs_it(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    # SigV4 signs the path normalised and percent-encoded again (botocore's SigV4Auth); the
+    # request line keeps it as given. _same_wire recomputes both signatures with botocore.
+    fast, boto = _pair(recorder.url + prefix)
+    fast.invoke(b"x")
+    boto.invoke(b"x")
+    _same_wire(recorder.requests[0], recorder.requests[1], recorder.url, monkeypatch)
+
+
+def test_the_signing_time_is_never_a_stale_one_under_threads() -> None:
+    # Thread A signs after an hour's idle and is preempted right after its first write to
+    # the signer's clock cache; thread B signing in that new second must not read the
+    # hour-old X-Amz-Date (AWS refuses signatures more than 5 minutes off).
+    from botocore.credentials import Credentials as Creds
+
+    from smclient._fasthttp import Signer
+
+    paused, resume = threading.Event(), threading.Event()
+    owner: list[int] = []
+
+    class PausingSigner(Signer):
+        def __setattr__(self, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+            if owner and threading.get_ident() == owner[0] and not paused.is_set():
+                paused.set()
+                resume.wait(10)
+
+    signer = PausingSigner(Creds("AKID", "secret"), "us-east-1")
+    earlier = datetime.datetime(2026, 1, 1, 10, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+    signer.sign("/p", "h", [], b"", earlier)
+    results: dict[str, list[tuple[str, str]]] = {}
+
+    def sign_a() -> None:
+        owner.append(threading.get_ident())
+        results["a"] = signer.sign("/p", "h", [], b"", earlier + 3600)
+
+    thread = threading.Thread(target=sign_a)
+    thread.start()
+    try:
+        assert paused.wait(10)
+        results["b"] = signer.sign("/p", "h", [], b"", earlier + 3600.5)
+    finally:
+        resume.set()
+        thread.join(10)
+    assert dict(results["b"])["X-Amz-Date"] == "20260101T110000Z"
+    assert dict(results["a"])["X-Amz-Date"] == "20260101T110000Z"
+
+
+def test_lambda_trace_header_is_escaped_and_read_per_call_as_botocore_does(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, boto = _pair(recorder.url)
+    fast.invoke(b"x")  # the transport exists before the Lambda variables appear
+    boto.invoke(b"x")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-abc;Lineage=a b\u00e9\r\nX-Injected: 1")
+    fast.invoke(b"x")
+    boto.invoke(b"x")
+    fast_raw, boto_raw = recorder.requests[2], recorder.requests[3]
+    assert boto_raw.get("X-Amzn-Trace-Id") == "Root=1-abc;Lineage=a%20b%C3%A9%0D%0AX-Injected:%201"
+    assert fast_raw.get("X-Injected") is None
+    _same_wire(fast_raw, boto_raw, recorder.url, monkeypatch)
+
+
+def test_connections_are_reused_when_descriptors_are_above_select_limit(
+    recorder: Recorder,
+) -> None:
+    # select() refuses descriptors >= FD_SETSIZE (1024): a busy process's sockets are there,
+    # and the idle check must not take every pooled connection for a dropped one.
+    import os
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"needs 1200 file descriptors, the limit is {soft}")
+    fillers = []
+    try:
+        while not fillers or fillers[-1] < 1100:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        ep = _fast(recorder.url)
+        for _ in range(3):
+            ep.invoke(b"x")
+        assert recorder.connections == 1
+        ep.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+def test_an_answer_sent_before_the_body_was_read_is_the_error(transport: str) -> None:
+    # A front end may refuse a request from its headers alone (400, 403, 413) and close
+    # without reading the body: the write then fails, but the answer is there to read.
+    # urllib3 (so boto3) reads it; the fast transport must not turn it into a connection error.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    answer = b'{"message":"refused before the body"}'
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                more = conn.recv(65536)
+                if not more:
+                    return
+                data += more
+            conn.sendall(
+                b"HTTP/1.1 400 Bad Request\r\nx-amzn-ErrorType: ValidationError\r\n"
+                b"Content-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )  # then closed with the body unread: the client's write fails
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        ep = Endpoint(
+            "ep-1",
+            endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        with pytest.raises(ValidationError, match="refused before the body") as info:
+            ep.invoke(b"a" * 6_000_000)
+        assert info.value.http_status == 400
+    finally:
+        thread.join(5)
+        listener.close()
