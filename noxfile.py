@@ -116,7 +116,7 @@ def _python312() -> str:
 def official_client(session: nox.Session) -> None:
     """The official aws-sdk-sagemaker-runtime-http2 client (Python >= 3.12, CRT transport)
     against the local bidirectional runtime; its test skips in the default suite."""
-    session.install("-e", ".[test]", "aws-sdk-sagemaker-runtime-http2[awscrt]")
+    session.install("-e", ".[local,duplex]", "pytest>=8", "aws-sdk-sagemaker-runtime-http2[awscrt]")
     session.run(
         "python", "-m", "pytest", "tests/local/test_bidi_official_client.py", *session.posargs
     )
