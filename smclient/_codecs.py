@@ -30,7 +30,8 @@ class Codec(Protocol):
 
     @property
     def content_type(self) -> str:
-        """The MIME type sent as ``ContentType`` and ``Accept`` (e.g. ``application/json``)."""
+        """The MIME type sent as ``ContentType`` with a body this codec encoded (e.g.
+        ``application/json``), unless the call gives its own ``content_type``."""
         ...
 
     def encode(self, value: Any) -> bytes:

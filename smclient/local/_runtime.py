@@ -348,8 +348,9 @@ class LocalRuntime:
         return self._get(request.endpoint_name).invoke_stream(request)
 
     def invoke_async(self, endpoint_name: str, headers: Mapping[str, str]) -> AsyncResult:
-        """Accept one ``InvokeEndpointAsync`` request (its input is read from S3 later):
-        the inference id and output locations of the 202 answer."""
+        """Accept one ``InvokeEndpointAsync`` request (its ``InputLocation`` is read later,
+        by the endpoint's async worker): the inference id and output locations of the 202
+        answer; a :class:`ServiceFault` when the endpoint has no async configuration."""
         return self._get(endpoint_name).invoke_async(headers)
 
     def status(self) -> dict[str, Any]:
