@@ -62,15 +62,19 @@ class AsyncResponseStream:
 
     @property
     def time_to_first_byte(self) -> float | None:
+        """Seconds from the call to the first payload byte (monotonic clock); ``None``
+        until one arrived."""
         source = self._sync if self._sync is not None else self._decoder
         return source.time_to_first_byte
 
     @property
     def bytes_received(self) -> int:
+        """Payload bytes received so far (event-stream framing not counted)."""
         return (self._sync or self._decoder).bytes_received
 
     @property
     def chunks_received(self) -> int:
+        """Non-empty payload chunks (``PayloadPart`` events) received so far."""
         return (self._sync or self._decoder).chunks_received
 
     async def _read(self) -> AsyncIterator[bytes]:

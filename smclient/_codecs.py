@@ -29,11 +29,18 @@ class Codec(Protocol):
     """
 
     @property
-    def content_type(self) -> str: ...
+    def content_type(self) -> str:
+        """The MIME type sent as ``ContentType`` with a body this codec encoded (e.g.
+        ``application/json``), unless the call gives its own ``content_type``."""
+        ...
 
-    def encode(self, value: Any) -> bytes: ...
+    def encode(self, value: Any) -> bytes:
+        """``value`` as request body bytes; :class:`InvalidInputError` when it cannot be."""
+        ...
 
-    def decode(self, data: bytes) -> Any: ...
+    def decode(self, data: bytes) -> Any:
+        """A response body (bytes) as a Python value."""
+        ...
 
 
 def json_bytes(value: Any, *, field: str = "body", allow_nan: bool = False) -> bytes:
@@ -81,9 +88,12 @@ class JSONCodec:
     allow_nan: bool = False
 
     def encode(self, value: Any) -> bytes:
+        """``value`` as compact UTF-8 JSON; :class:`InvalidInputError` for a value JSON
+        cannot hold (NaN/infinity unless ``allow_nan``, circular or too deeply nested)."""
         return json_bytes(value, allow_nan=self.allow_nan)
 
     def decode(self, data: bytes) -> Any:
+        """The JSON document in ``data`` (UTF-8) as Python values (``json.loads``)."""
         return json.loads(data)
 
 
@@ -98,6 +108,8 @@ class CSVCodec:
     content_type: str = "text/csv"
 
     def encode(self, value: Any) -> bytes:
+        """A row, a sequence of rows or a 1-D/2-D array as UTF-8 newline-ended CSV lines;
+        a ``str`` is sent as it is. :class:`InvalidInputError` for anything else."""
         if isinstance(value, str):  # already CSV text
             return _utf8(value, "body")
         if not isinstance(value, list | tuple) and not hasattr(value, "tolist"):
@@ -112,6 +124,7 @@ class CSVCodec:
         return _utf8(out.getvalue(), "body")
 
     def decode(self, data: bytes) -> Any:
+        """UTF-8 CSV text as a list of rows, each a list of strings."""
         return list(csv.reader(io.StringIO(data.decode())))
 
 
@@ -125,11 +138,14 @@ class RawCodec:
     content_type: str = "application/octet-stream"
 
     def encode(self, value: Any) -> bytes:
+        """``bytes``, ``bytearray`` or ``memoryview`` as ``bytes``, unchanged;
+        :class:`InvalidInputError` for any other type."""
         if isinstance(value, bytes | bytearray | memoryview):
             return bytes(value)
         raise InvalidInputError("body", f"RAW needs bytes, got {type(value).__name__}")
 
     def decode(self, data: bytes) -> Any:
+        """The response body as it is (``bytes``)."""
         return data
 
 
@@ -143,6 +159,8 @@ class NPYCodec:
     content_type: str = "application/x-npy"
 
     def encode(self, value: Any) -> bytes:
+        """``value`` (anything ``numpy.asarray`` takes) in ``.npy`` format, without pickle;
+        :class:`InvalidInputError` for ragged or object arrays, ``ImportError`` without NumPy."""
         np = _numpy()
         out = io.BytesIO()
         try:
@@ -154,6 +172,7 @@ class NPYCodec:
         return out.getvalue()
 
     def decode(self, data: bytes) -> Any:
+        """A ``.npy`` body as a NumPy array (pickled object arrays are refused)."""
         return _numpy().load(io.BytesIO(data), allow_pickle=False)
 
 

@@ -234,10 +234,12 @@ class Session:
 
     @property
     def endpoint(self) -> Endpoint:
+        """The :class:`Endpoint` this session talks to."""
         return self._endpoint
 
     @property
     def protocol(self) -> SessionProtocol:
+        """How the session id travels: the :class:`SessionProtocol` given at open/attach."""
         return self._protocol
 
     @property

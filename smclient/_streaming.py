@@ -129,14 +129,18 @@ class ResponseStream:
 
     @property
     def time_to_first_byte(self) -> float | None:
+        """Seconds from the call to the first payload byte (monotonic clock); ``None``
+        until one arrived."""
         return self._decoder.time_to_first_byte
 
     @property
     def bytes_received(self) -> int:
+        """Payload bytes received so far (event-stream framing not counted)."""
         return self._decoder.bytes_received
 
     @property
     def chunks_received(self) -> int:
+        """Non-empty payload chunks (``PayloadPart`` events) received so far."""
         return self._decoder.chunks_received
 
     def _read(self) -> Generator[bytes, None, None]:

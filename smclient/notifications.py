@@ -70,6 +70,7 @@ class Subscription:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` has finished: subscriptions removed and queue deleted."""
         return self._closed
 
     def poller(self, **options: Any) -> Poller:

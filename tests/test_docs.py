@@ -6,7 +6,9 @@ The site itself is built (strictly) and the notebooks run by ``nox -s docs``."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import json
 import re
 import sys
@@ -123,6 +125,92 @@ def test_every_public_name_says_when_it_was_added(item: Any) -> None:
     doc = _own_docstring(item.obj) or ""
     assert re.search(r"\.\. versionadded:: \d+\.\d+\.\d+", doc), (
         f"{item.path}: end its docstring with '.. versionadded:: X.Y.Z' (0.2.0 for new names)"
+    )
+
+
+def _own_class(cls: type) -> bool:
+    """Whether ``cls`` is ours (defined in smclient), not a builtin, stdlib or attrs base."""
+    return (getattr(cls, "__module__", None) or "").partition(".")[0] == "smclient"
+
+
+def _member_doc(raw: Any) -> str | None:
+    if isinstance(raw, classmethod | staticmethod):
+        raw = raw.__func__
+    return getattr(raw, "__doc__", None)  # a property's is its getter's
+
+
+def _public_members() -> list[tuple[str, type, str]]:
+    """(path, class, name) of every public method, property, classmethod and staticmethod
+    of every public class: names not starting with ``_`` (so no dunders), defined by a class
+    of ours; members that only builtins, ``Exception`` or other libraries define are theirs
+    to document and are left out (``ModelError.add_note``, an enum's ``name``...)."""
+    members = []
+    seen: set[type] = set()
+    for item in PUBLIC:
+        cls = item.obj
+        if not isinstance(cls, type) or cls in seen:
+            continue
+        seen.add(cls)
+        for name in dir(cls):
+            if name.startswith("_"):
+                continue
+            owner = next((k for k in cls.__mro__ if name in k.__dict__), None)
+            if owner is None or not _own_class(owner):
+                continue
+            raw = owner.__dict__[name]
+            kinds = (property, classmethod, staticmethod, functools.cached_property)
+            if inspect.isfunction(raw) or isinstance(raw, kinds):
+                members.append((f"{item.path}.{name}", cls, name))
+    return members
+
+
+MEMBERS = _public_members()
+
+
+def _member_docstring(cls: type, name: str) -> str | None:
+    # Not inspect.getdoc: it walks the whole MRO and would accept the docstring of a
+    # builtin/stdlib method we override (an undocumented ``get`` over ``dict.get``), and
+    # for properties and classmethods it depends on the Python version. Here a docstring
+    # counts when the member has its own, or inherits it from a base class of ours that
+    # defines the same member (the reference shows the base's text then).
+    for klass in cls.__mro__:
+        if name in klass.__dict__ and _own_class(klass):
+            doc = _member_doc(klass.__dict__[name])
+            if doc and doc.strip():
+                return doc
+    return None
+
+
+def test_public_members_are_collected() -> None:
+    paths = {path for path, *_ in MEMBERS}
+    assert {"smclient.Endpoint.invoke", "smclient.testing.Reply.ok"} <= paths
+    assert {"smclient.Codec.encode", "smclient.ResponseStream.bytes_received"} <= paths
+    assert not any(p.rsplit(".", 1)[-1].startswith("_") for p in paths)
+    assert "smclient.ModelError.add_note" not in paths  # Exception's, not ours
+
+
+def test_a_member_without_a_docstring_is_found() -> None:
+    class Base:
+        def documented(self) -> None:
+            """Says what it does."""
+
+    class Child(Base, dict[str, int]):
+        def documented(self) -> None:  # inherits Base's docstring: counts
+            pass
+
+        def get(self, key: str, default: Any = None) -> Any:  # dict.get's does not
+            pass
+
+    for cls in (Base, Child):
+        cls.__module__ = "smclient._example"
+    assert _member_docstring(Child, "documented") == "Says what it does."
+    assert _member_docstring(Child, "get") is None
+
+
+@pytest.mark.parametrize(("path", "cls", "name"), MEMBERS, ids=[m[0] for m in MEMBERS])
+def test_every_public_member_has_a_docstring(path: str, cls: type, name: str) -> None:
+    assert (_member_docstring(cls, name) or "").strip(), (
+        f"{path} has no docstring: say what it does or returns, with units and defaults"
     )
 
 

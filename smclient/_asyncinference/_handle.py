@@ -222,6 +222,7 @@ class S3Object:
 
     @property
     def url(self) -> str:
+        """The object as an ``s3://bucket/key`` URL."""
         return f"s3://{self.bucket}/{self.key}"
 
 

@@ -206,6 +206,7 @@ class LocalRuntime:
 
     @property
     def endpoint_names(self) -> list[str]:
+        """The names of the hosted endpoints, in the order their specs were given."""
         return [s.name for s in self._specs]
 
     @property
@@ -337,15 +338,24 @@ class LocalRuntime:
         return hosted
 
     def invoke(self, request: InvocationRequest) -> InvocationResult:
+        """Answer one parsed ``InvokeEndpoint`` request (the loopback server calls this);
+        a :class:`ServiceFault` for an unknown endpoint or one that cannot answer it."""
         return self._get(request.endpoint_name).invoke(request)
 
     def invoke_stream(self, request: InvocationRequest) -> StreamResult:
+        """Answer one ``InvokeEndpointWithResponseStream`` request as event-stream messages
+        (the loopback server calls this)."""
         return self._get(request.endpoint_name).invoke_stream(request)
 
     def invoke_async(self, endpoint_name: str, headers: Mapping[str, str]) -> AsyncResult:
+        """Accept one ``InvokeEndpointAsync`` request (its ``InputLocation`` is read later,
+        by the endpoint's async worker): the inference id and output locations of the 202
+        answer; a :class:`ServiceFault` when the endpoint has no async configuration."""
         return self._get(endpoint_name).invoke_async(headers)
 
     def status(self) -> dict[str, Any]:
+        """A JSON-ready snapshot: ``{"endpoints": {name: status}}`` with each endpoint's
+        variant, sessions and per-instance counters (models and memory when multi-model)."""
         return {"endpoints": {n: h.status() for n, h in self._hosted.items()}}
 
 
@@ -382,4 +392,5 @@ class LocalEndpoint(LocalRuntime):
 
     @property
     def name(self) -> str:
+        """The endpoint's name (default ``"local-endpoint"``)."""
         return self.endpoint_names[0]

@@ -181,4 +181,6 @@ class EndpointSpec:
 
     @property
     def is_multi_model(self) -> bool:
+        """Whether the endpoint hosts many models (a ``model_root`` folder, or a
+        multi-model container), chosen per request with ``TargetModel``."""
         return self.model_root is not None or (self.has_container and self.container_multi_model)

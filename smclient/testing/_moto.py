@@ -26,6 +26,8 @@ class MotoResult:
     custom_attributes: str | None = None
 
     def to_moto(self) -> dict[str, str]:
+        """The result as moto's ``endpoint-results`` API takes it (``Body``,
+        ``ContentType``, ...), leaving out fields that are ``None``."""
         found = {
             "Body": self.body,
             "ContentType": self.content_type,

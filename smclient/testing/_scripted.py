@@ -48,6 +48,9 @@ class Reply:
         variant: str = "AllTraffic",
         headers: dict[str, str] | None = None,
     ) -> Self:
+        """A 200 answer with ``body`` (``str`` sent as UTF-8; default ``b"{}"``), its
+        ``Content-Type`` (default ``application/json``), the invoked production ``variant``
+        (default ``AllTraffic``) and any extra ``headers``."""
         data = body.encode() if isinstance(body, str) else body
         extra = {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}
         extra.update(headers or {})
@@ -55,6 +58,8 @@ class Reply:
 
     @classmethod
     def error(cls, code: str, status: int, message: str = "", **fields: Any) -> Self:
+        """A service error as SageMaker sends it: HTTP ``status``, ``x-amzn-ErrorType: code``
+        and a JSON body ``{"message": message or code, **fields}``."""
         body = json.dumps({"message": message or code, **fields}).encode()
         return cls(
             status,
@@ -64,12 +69,15 @@ class Reply:
 
     @classmethod
     def model_not_ready(cls, target_model: str = "model") -> Self:
+        """A 429 ``ModelNotReadyException`` for ``target_model`` (retried by default)."""
         return cls.error("ModelNotReadyException", 429, f"Model {target_model} is not ready.")
 
     @classmethod
     def model_error(
         cls, original_status: int = 500, original_message: str = "model failed"
     ) -> Self:
+        """A 424 ``ModelError``: the container answered ``original_status`` (default 500)
+        with ``original_message``; the body carries both and a ``LogStreamArn``."""
         return cls.error(
             "ModelError",
             424,
@@ -124,11 +132,14 @@ class ScriptedRuntime:
         self._thread: threading.Thread | None = None
 
     def queue(self, *replies: Reply) -> None:
+        """Append ``replies`` to the queue; each request takes the next one, in order."""
         with self._lock:
             self._replies.extend(replies)
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running server; ``RuntimeError`` outside the
+        ``with`` block."""
         if self._server is None:
             raise RuntimeError("ScriptedRuntime is not started: use it as a context manager")
         host, port = self._server.server_address[:2]

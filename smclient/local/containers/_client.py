@@ -206,6 +206,7 @@ class ContainerClient:
 
     @property
     def base_url(self) -> str:
+        """The container's address as given (``http(s)://host[:port][/prefix]``)."""
         return self._base_url
 
     # -- single-model and health ------------------------------------------------------

@@ -135,7 +135,11 @@ class ModelHandler(Protocol):
 
     def predict(
         self, body: bytes, content_type: str | None, accept: str | None
-    ) -> HandlerReply | bytes | str: ...
+    ) -> HandlerReply | bytes | str:
+        """Answer one request ``body`` (with its ``ContentType`` and ``Accept``, ``None``
+        when not sent): ``bytes``, ``str`` (sent as UTF-8) or a :class:`HandlerReply`.
+        Raise :class:`HandlerError` for a model error (the caller sees ``ModelError``)."""
+        ...
 
 
 @runtime_checkable
@@ -147,7 +151,11 @@ class StreamingHandler(Protocol):
 
     def stream(
         self, body: bytes, content_type: str | None, accept: str | None
-    ) -> Iterable[bytes | str]: ...
+    ) -> Iterable[bytes | str]:
+        """Answer one streamed request chunk by chunk: each non-empty item (``str`` as
+        UTF-8) is sent as one ``PayloadPart`` event; raise :class:`StreamError` to end the
+        stream with a ``ModelStreamError`` event."""
+        ...
 
 
 @runtime_checkable
@@ -158,9 +166,14 @@ class SessionHandler(Protocol):
     .. versionadded:: 0.1.0
     """
 
-    def open_session(self, body: bytes) -> object: ...
+    def open_session(self, body: bytes) -> object:
+        """Start a session from the opening request's ``body``; the returned context is
+        passed as ``session=`` to later calls of that session."""
+        ...
 
-    def close_session(self, context: object) -> None: ...
+    def close_session(self, context: object) -> None:
+        """Release a session's ``context`` (closed by the client or expired)."""
+        ...
 
 
 class _CallableHandler:

@@ -61,14 +61,17 @@ class ServiceFault(Exception):
 
     @classmethod
     def validation(cls, message: str) -> ServiceFault:
+        """A ``ValidationError`` (400) with ``message``."""
         return cls("ValidationError", 400, message)
 
     @classmethod
     def not_ready(cls, message: str) -> ServiceFault:
+        """A ``ModelNotReadyException`` (429) with ``message``."""
         return cls("ModelNotReadyException", 429, message)
 
     @classmethod
     def unavailable(cls, message: str) -> ServiceFault:
+        """A ``ServiceUnavailable`` (503) with ``message``."""
         return cls("ServiceUnavailable", 503, message)
 
     @classmethod
@@ -92,6 +95,8 @@ class ServiceFault(Exception):
 
     @classmethod
     def endpoint_not_found(cls, name: str) -> ServiceFault:
+        """The 400 ``ValidationError`` the service sends for an endpoint ``name`` that
+        does not exist."""
         return cls.validation(f"Endpoint {name} of account {ACCOUNT_ID} not found.")
 
 
