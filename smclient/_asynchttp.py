@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import attrs
 
 from ._fasthttp import FastTransport
-from ._request import STREAM, AsyncResponse, InvokeResponse, Request
+from ._request import STREAM, AsyncResponse, InvokeResponse, Request, request_id
 
 __all__ = ["AsyncPools", "AsyncStreamResponse", "send_async"]
 
@@ -286,7 +286,7 @@ def _stream(
         content_type=headers.get("x-amzn-sagemaker-content-type"),
         invoked_production_variant=headers.get("x-amzn-invoked-production-variant"),
         custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
-        request_id=headers.get("x-amzn-requestid"),
+        request_id=request_id(headers.get),
         chunks=chunks(),
         conn=conn,
         pool=pool,

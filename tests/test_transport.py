@@ -1087,3 +1087,42 @@ def test_an_answer_sent_before_the_body_was_read_is_the_error(transport: str) ->
     finally:
         thread.join(5)
         listener.close()
+
+
+# -- follow-ups: the asyncio transport against the same raw answers --------------------------
+
+
+def _async_stream_metadata(url: str) -> tuple[str | None, str]:
+    import asyncio
+
+    from smclient import AsyncEndpoint
+
+    async def main() -> tuple[str | None, str]:
+        async with (
+            AsyncEndpoint(
+                "ep-1",
+                endpoint_url=url,
+                config=ClientConfig(transport="fast", sign_requests=False),
+                retry=RetryPolicy.never(),
+            ) as ep,
+            ep.stream(b"x") as s,
+        ):
+            text = await s.text()
+            return s.request_id, text
+
+    return asyncio.run(main())
+
+
+def test_async_stream_request_id_falls_back_to_the_other_header() -> None:
+    from smclient.local.server._eventstream import payload_part
+
+    frame = payload_part(b"hi")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+        b"x-amz-request-id: RID-3\r\nContent-Length: %d\r\n\r\n" % len(frame)
+    ) + frame
+    server = OneShot([answer])
+    try:
+        assert _async_stream_metadata(server.url) == ("RID-3", "hi")
+    finally:
+        server.close()
