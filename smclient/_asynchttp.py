@@ -172,7 +172,10 @@ async def _connect(fast: FastTransport) -> _Conn:
     return _Conn(reader, writer)
 
 
-def _parse_head(head: bytes) -> tuple[int, _Headers]:
+def _parse_head(head: bytes) -> tuple[int, _Headers, bool]:
+    """The status, the headers and whether the connection may be kept for another request
+    (as http.client decides: HTTP/1.1 unless ``Connection: close``; HTTP/1.0 only with
+    ``Connection: keep-alive``)."""
     import http.client
 
     lines = head.decode("latin-1").split("\r\n")
@@ -189,7 +192,12 @@ def _parse_head(head: bytes) -> tuple[int, _Headers]:
         key = name.strip().lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return int(parts[1]), headers
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    if parts[0] == "HTTP/1.1":
+        keep = "close" not in tokens
+    else:
+        keep = "keep-alive" in tokens and "close" not in tokens
+    return int(parts[1]), headers, keep
 
 
 async def _chunked(reader: asyncio.StreamReader, read_timeout: float) -> AsyncIterator[bytes]:
@@ -247,8 +255,7 @@ async def send_async(
         try:
             conn.writer.write(data)
             head = await _within(read_timeout, conn.reader.readuntil(b"\r\n\r\n"))
-            status, headers = _parse_head(head)
-            reusable = headers.get("connection", "").lower() != "close"
+            status, headers, reusable = _parse_head(head)
             if request.operation == STREAM and status < 300:
                 return _stream(conn, pool, headers, read_timeout, reusable)
             length = headers.get("content-length")
