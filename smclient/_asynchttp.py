@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._fasthttp import FastTransport
+from ._fasthttp import FastTransport, typed_error_answer
 from ._request import STREAM, AsyncResponse, InvokeResponse, Request, request_id
 
 __all__ = ["AsyncPools", "AsyncStreamResponse", "send_async"]
@@ -238,6 +238,20 @@ async def _body(
         yield data
 
 
+async def _whole(reader: asyncio.StreamReader, headers: _Headers, read_timeout: float) -> bytes:
+    """A whole body; cut short, ``IncompleteReadError`` with everything that arrived."""
+    length = headers.get("content-length")
+    if length is not None and "transfer-encoding" not in headers:
+        return await _within(read_timeout, reader.readexactly(int(length)))
+    parts: list[bytes] = []
+    try:
+        async for data in _body(reader, headers, read_timeout):
+            parts.append(data)
+    except asyncio.IncompleteReadError as exc:
+        raise asyncio.IncompleteReadError(b"".join(parts) + exc.partial, exc.expected) from exc
+    return b"".join(parts)
+
+
 async def send_async(
     fast: FastTransport, pools: AsyncPools, request: Request
 ) -> InvokeResponse | AsyncResponse | AsyncStreamResponse:
@@ -258,11 +272,13 @@ async def send_async(
             status, headers, reusable = _parse_head(head)
             if request.operation == STREAM and status < 300:
                 return _stream(conn, pool, headers, read_timeout, reusable)
-            length = headers.get("content-length")
-            if length is not None and "transfer-encoding" not in headers:
-                body = await _within(read_timeout, conn.reader.readexactly(int(length)))
-            else:
-                body = b"".join([c async for c in _body(conn.reader, headers, read_timeout)])
+            try:
+                body = await _whole(conn.reader, headers, read_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if not typed_error_answer(status, headers.get):
+                    raise
+                body = exc.partial  # what arrived, parsed as boto3 does
+                reusable = False
         except TimeoutError as exc:
             raise bce.ReadTimeoutError(endpoint_url=fast.url, error=exc) from exc
         except (OSError, EOFError, http.client.HTTPException, asyncio.LimitOverrunError) as exc:

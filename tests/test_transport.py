@@ -1226,3 +1226,64 @@ def test_async_transport_reuses_a_connection_only_when_the_answer_allows_it(
         assert server.connections == connections
     finally:
         server.close()
+
+
+def _async_invoke(url: str) -> bytes:
+    import asyncio
+
+    from smclient import AsyncEndpoint
+
+    async def main() -> bytes:
+        async with AsyncEndpoint(
+            "ep-1",
+            endpoint_url=url,
+            config=ClientConfig(transport="fast", sign_requests=False),
+            retry=RetryPolicy.never(),
+        ) as ep:
+            return (await ep.invoke(b"x")).body
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("transport", ["fast", "asyncio", "boto3"])
+def test_a_typed_error_answer_cut_short_is_the_typed_error(transport: str) -> None:
+    from smclient import ModelNotReadyError
+
+    body = b'{"message":"Model model.tar.gz is not ready yet, please retry"}'
+    answer = (
+        b"HTTP/1.1 429 Too Many Requests\r\nx-amzn-ErrorType: ModelNotReadyException:\r\n"
+        b"x-amzn-RequestId: RID-429\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body) + 40, body)
+    )  # 40 bytes promised and never sent: the connection closes after the body
+    server = OneShot([answer])
+    try:
+        call = (
+            _async_invoke
+            if transport == "asyncio"
+            else lambda url: Endpoint(
+                "ep-1",
+                endpoint_url=url,
+                config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+                retry=RetryPolicy.never(),
+            ).invoke(b"x")
+        )
+        with pytest.raises(ModelNotReadyError) as info:
+            call(server.url)
+        assert info.value.http_status == 429
+        assert info.value.request_id == "RID-429"
+        assert "not ready yet" in str(info.value)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("status_line", ["HTTP/1.1 200 OK", "HTTP/1.1 500 Internal Server Error"])
+def test_a_cut_success_or_untyped_error_is_still_connection_closed(status_line: str) -> None:
+    answer = status_line.encode() + b"\r\nContent-Length: 100\r\n\r\nonly part"
+    server = OneShot([answer, answer])
+    try:
+        with pytest.raises(ConnectionClosedError):
+            _async_invoke(server.url)
+        with pytest.raises(ConnectionClosedError):
+            _fast(server.url).invoke(b"x")
+    finally:
+        server.close()
