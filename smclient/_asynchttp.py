@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._fasthttp import FastTransport
-from ._request import STREAM, AsyncResponse, InvokeResponse, Request
+from ._fasthttp import FastTransport, typed_error_answer
+from ._request import STREAM, AsyncResponse, InvokeResponse, Request, request_id
 
 __all__ = ["AsyncPools", "AsyncStreamResponse", "send_async"]
 
@@ -172,7 +172,10 @@ async def _connect(fast: FastTransport) -> _Conn:
     return _Conn(reader, writer)
 
 
-def _parse_head(head: bytes) -> tuple[int, _Headers]:
+def _parse_head(head: bytes) -> tuple[int, _Headers, bool]:
+    """The status, the headers and whether the connection may be kept for another request
+    (as http.client decides: HTTP/1.1 unless ``Connection: close``; HTTP/1.0 only with
+    ``Connection: keep-alive``)."""
     import http.client
 
     lines = head.decode("latin-1").split("\r\n")
@@ -189,7 +192,12 @@ def _parse_head(head: bytes) -> tuple[int, _Headers]:
         key = name.strip().lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return int(parts[1]), headers
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    if parts[0] == "HTTP/1.1":
+        keep = "close" not in tokens
+    else:
+        keep = "keep-alive" in tokens and "close" not in tokens
+    return int(parts[1]), headers, keep
 
 
 async def _chunked(reader: asyncio.StreamReader, read_timeout: float) -> AsyncIterator[bytes]:
@@ -230,6 +238,20 @@ async def _body(
         yield data
 
 
+async def _whole(reader: asyncio.StreamReader, headers: _Headers, read_timeout: float) -> bytes:
+    """A whole body; cut short, ``IncompleteReadError`` with everything that arrived."""
+    length = headers.get("content-length")
+    if length is not None and "transfer-encoding" not in headers:
+        return await _within(read_timeout, reader.readexactly(int(length)))
+    parts: list[bytes] = []
+    try:
+        async for data in _body(reader, headers, read_timeout):
+            parts.append(data)
+    except asyncio.IncompleteReadError as exc:
+        raise asyncio.IncompleteReadError(b"".join(parts) + exc.partial, exc.expected) from exc
+    return b"".join(parts)
+
+
 async def send_async(
     fast: FastTransport, pools: AsyncPools, request: Request
 ) -> InvokeResponse | AsyncResponse | AsyncStreamResponse:
@@ -247,15 +269,16 @@ async def send_async(
         try:
             conn.writer.write(data)
             head = await _within(read_timeout, conn.reader.readuntil(b"\r\n\r\n"))
-            status, headers = _parse_head(head)
-            reusable = headers.get("connection", "").lower() != "close"
+            status, headers, reusable = _parse_head(head)
             if request.operation == STREAM and status < 300:
                 return _stream(conn, pool, headers, read_timeout, reusable)
-            length = headers.get("content-length")
-            if length is not None and "transfer-encoding" not in headers:
-                body = await _within(read_timeout, conn.reader.readexactly(int(length)))
-            else:
-                body = b"".join([c async for c in _body(conn.reader, headers, read_timeout)])
+            try:
+                body = await _whole(conn.reader, headers, read_timeout)
+            except asyncio.IncompleteReadError as exc:
+                if not typed_error_answer(status, headers.get):
+                    raise
+                body = exc.partial  # what arrived, parsed as boto3 does
+                reusable = False
         except TimeoutError as exc:
             raise bce.ReadTimeoutError(endpoint_url=fast.url, error=exc) from exc
         except (OSError, EOFError, http.client.HTTPException, asyncio.LimitOverrunError) as exc:
@@ -286,7 +309,7 @@ def _stream(
         content_type=headers.get("x-amzn-sagemaker-content-type"),
         invoked_production_variant=headers.get("x-amzn-invoked-production-variant"),
         custom_attributes=headers.get("x-amzn-sagemaker-custom-attributes"),
-        request_id=headers.get("x-amzn-requestid"),
+        request_id=request_id(headers.get),
         chunks=chunks(),
         conn=conn,
         pool=pool,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -111,6 +112,20 @@ class ClientConfig:
         )
 
 
+# Every live factory, so that a forked child gets fresh locks: a lock another thread held at
+# fork() stays held forever in the child (that thread does not exist there).
+_FACTORIES: weakref.WeakSet[ClientFactory] = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    for factory in list(_FACTORIES):
+        factory._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork to survive
+    os.register_at_fork(after_in_child=_new_locks_in_child)
+
+
 class ClientFactory:
     """Lazily builds and caches boto3 clients for one region / endpoint URL / config.
 
@@ -132,8 +147,9 @@ class ClientFactory:
         self.aws_endpoint_url = aws_endpoint_url
         self.config = config
         self._session = boto3_session
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # replaced in a forked child, see _new_locks_in_child
         self._pid = os.getpid()
+        _FACTORIES.add(self)
         self._clients: dict[str, Any] = {}
         self._sessions: dict[str, Any] = {}
         self._transports: dict[str, Any] = {}

@@ -188,6 +188,14 @@ class Signer:
         return added
 
 
+def typed_error_answer(status: int, get: Any) -> bool:
+    """Whether an answer cut short of its framing is still the error boto3 raises: botocore
+    parses what arrived of an error answer (status >= 300) and takes its type from the
+    ``x-amzn-ErrorType`` header, so a truncated 429 ``ModelNotReadyException`` is still
+    retried. A truncated success (or an untyped error) is a ``ConnectionClosedError``."""
+    return status >= 300 and get("x-amzn-errortype") is not None
+
+
 class _Headers(dict[str, str]):
     """Response headers as botocore sees them through urllib3: names case-insensitive,
     a repeated header's values joined with ``", "`` (http.client's ``get`` keeps the first)."""
@@ -453,7 +461,13 @@ class FastTransport:
                     response.begin()
                     if request.operation == STREAM and response.status < 300:
                         return self._stream(conn, response)
-                    body = response.read()
+                    try:
+                        body = response.read()
+                    except http.client.IncompleteRead as exc:
+                        if not typed_error_answer(response.status, response.msg.get):
+                            raise
+                        body = exc.partial
+                        cut = True  # closed short of its framing: never reuse
                 except TimeoutError as exc:
                     raise bce.ReadTimeoutError(endpoint_url=self._url, error=exc) from exc
                 except (OSError, http.client.HTTPException) as exc:

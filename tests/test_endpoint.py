@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import pickle
+import threading
 
 import pytest
 from moto import mock_aws
@@ -232,6 +234,41 @@ def test_a_forked_process_builds_its_own_client(
     monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # what a fork looks like to us
     assert ep.client() is not parent_client  # the parent's connection pool is never shared
     assert ep.invoke(b"child").body == b"child"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX only)")
+def test_a_fork_while_another_thread_holds_the_client_lock_does_not_deadlock_the_child(
+    runtime: ScriptedRuntime,
+) -> None:
+    import signal
+
+    ep = runtime.endpoint()
+    lock = ep._factory._lock
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:  # as a thread building or closing clients would
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 2
+        try:
+            # A deadlocked child exits with 3 instead of hanging the test run.
+            signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
+            signal.alarm(10)
+            code = 0 if ep.invoke(b"child").body == b"child" else 1
+        finally:
+            os._exit(code)
+    release.set()
+    thread.join(10)
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # 3: deadlocked on the parent's lock
+    assert ep.invoke(b"parent").body == b"parent"  # the parent's lock still works
 
 
 def test_one_endpoint_shared_by_threads(runtime: ScriptedRuntime) -> None:

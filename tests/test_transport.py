@@ -5,6 +5,7 @@ mocks, never the network."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import socket
@@ -1087,3 +1088,202 @@ def test_an_answer_sent_before_the_body_was_read_is_the_error(transport: str) ->
     finally:
         thread.join(5)
         listener.close()
+
+
+# -- follow-ups: the asyncio transport against the same raw answers --------------------------
+
+
+def _async_stream_metadata(url: str) -> tuple[str | None, str]:
+    import asyncio
+
+    from smclient import AsyncEndpoint
+
+    async def main() -> tuple[str | None, str]:
+        async with (
+            AsyncEndpoint(
+                "ep-1",
+                endpoint_url=url,
+                config=ClientConfig(transport="fast", sign_requests=False),
+                retry=RetryPolicy.never(),
+            ) as ep,
+            ep.stream(b"x") as s,
+        ):
+            text = await s.text()
+            return s.request_id, text
+
+    return asyncio.run(main())
+
+
+def test_async_stream_request_id_falls_back_to_the_other_header() -> None:
+    from smclient.local.server._eventstream import payload_part
+
+    frame = payload_part(b"hi")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\n"
+        b"x-amz-request-id: RID-3\r\nContent-Length: %d\r\n\r\n" % len(frame)
+    ) + frame
+    server = OneShot([answer])
+    try:
+        assert _async_stream_metadata(server.url) == ("RID-3", "hi")
+    finally:
+        server.close()
+
+
+class OneAnswerPerConnection:
+    """A loopback server that answers the first request on each connection and then keeps
+    the connection open, closing it unanswered if a second request arrives on it: a client
+    that reuses a connection the answer told it to drop fails there, deterministically."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.threads: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)  # a client that went away must not hang the thread
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                conn.sendall(self.answer)
+                conn.recv(65536)  # a second request (closed unanswered) or the client's close
+            except OSError:
+                return
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        self.listener.close()
+        self.thread.join(5)
+        for thread in self.threads:
+            thread.join(5)
+
+
+def _two_async_invokes(url: str) -> list[bytes]:
+    import asyncio
+
+    from smclient import AsyncEndpoint
+
+    async def main() -> list[bytes]:
+        async with AsyncEndpoint(
+            "ep-1",
+            endpoint_url=url,
+            config=ClientConfig(transport="fast", sign_requests=False),
+            retry=RetryPolicy.never(),
+        ) as ep:
+            return [(await ep.invoke(b"x")).body for _ in range(2)]
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("status_line", "connection", "connections"),
+    [
+        ("HTTP/1.0 200 OK", None, 2),
+        ("HTTP/1.0 200 OK", "keep-alive, close", 2),
+        ("HTTP/1.1 200 OK", "Close", 2),
+        ("HTTP/1.1 200 OK", "upgrade, close", 2),
+        ("HTTP/1.0 200 OK", "Keep-Alive", 1),
+        ("HTTP/1.1 200 OK", None, 1),
+    ],
+)
+def test_async_transport_reuses_a_connection_only_when_the_answer_allows_it(
+    status_line: str, connection: str | None, connections: int
+) -> None:
+    head = f"{status_line}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+    if connection is not None:
+        head += f"Connection: {connection}\r\n"
+    server = OneAnswerPerConnection(head.encode() + b"\r\nok")
+    try:
+        if connections == 1:
+            # A kept connection is reused: the server closes it unanswered on the second
+            # request, so the second call fails - proof that the first one was pooled.
+            with pytest.raises(ConnectionClosedError):
+                _two_async_invokes(server.url)
+        else:
+            assert _two_async_invokes(server.url) == [b"ok", b"ok"]
+        assert server.connections == connections
+    finally:
+        server.close()
+
+
+def _async_invoke(url: str) -> bytes:
+    import asyncio
+
+    from smclient import AsyncEndpoint
+
+    async def main() -> bytes:
+        async with AsyncEndpoint(
+            "ep-1",
+            endpoint_url=url,
+            config=ClientConfig(transport="fast", sign_requests=False),
+            retry=RetryPolicy.never(),
+        ) as ep:
+            return (await ep.invoke(b"x")).body
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("transport", ["fast", "asyncio", "boto3"])
+def test_a_typed_error_answer_cut_short_is_the_typed_error(transport: str) -> None:
+    from smclient import ModelNotReadyError
+
+    body = b'{"message":"Model model.tar.gz is not ready yet, please retry"}'
+    answer = (
+        b"HTTP/1.1 429 Too Many Requests\r\nx-amzn-ErrorType: ModelNotReadyException:\r\n"
+        b"x-amzn-RequestId: RID-429\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body) + 40, body)
+    )  # 40 bytes promised and never sent: the connection closes after the body
+    server = OneShot([answer])
+    try:
+        call = (
+            _async_invoke
+            if transport == "asyncio"
+            else lambda url: Endpoint(
+                "ep-1",
+                endpoint_url=url,
+                config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+                retry=RetryPolicy.never(),
+            ).invoke(b"x")
+        )
+        with pytest.raises(ModelNotReadyError) as info:
+            call(server.url)
+        assert info.value.http_status == 429
+        assert info.value.request_id == "RID-429"
+        assert "not ready yet" in str(info.value)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("status_line", ["HTTP/1.1 200 OK", "HTTP/1.1 500 Internal Server Error"])
+def test_a_cut_success_or_untyped_error_is_still_connection_closed(status_line: str) -> None:
+    answer = status_line.encode() + b"\r\nContent-Length: 100\r\n\r\nonly part"
+    server = OneShot([answer, answer])
+    try:
+        with pytest.raises(ConnectionClosedError):
+            _async_invoke(server.url)
+        with pytest.raises(ConnectionClosedError):
+            _fast(server.url).invoke(b"x")
+    finally:
+        server.close()
