@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from ._errors import SMClientError
+from ._errors import SMClientError, TransportError
 from ._request import ASYNC, INVOKE, STREAM, AsyncResponse, InvokeResponse, Request, StreamResponse
 
 __all__ = ["TRANSPORTS", "Boto3Transport", "HookWatch", "Transport", "transport_setting"]
@@ -87,7 +87,18 @@ class Boto3Transport:
             # Read inside the attempt: a timeout while reading is an attempt's failure.
             return InvokeResponse.from_boto3(response, response["Body"].read())
         if request.operation == ASYNC:
-            return AsyncResponse.from_boto3(self._client.invoke_endpoint_async(**params))
+            try:
+                answer = self._client.invoke_endpoint_async(**params)
+            except (AttributeError, TypeError) as exc:
+                # botocore's JSON parser assumes an object: a 2xx whose body is a list, a
+                # string or a number fails inside it with a plain AttributeError. The retry
+                # loop stamps the attempt number on the TransportError (not retried).
+                raise TransportError(
+                    f"the answer could not be parsed: {exc}",
+                    endpoint=request.endpoint,
+                    operation=ASYNC,
+                ) from exc
+            return AsyncResponse.from_boto3(answer)
         response = self._client.invoke_endpoint_with_response_stream(**params)
         body = response["Body"]
         # The raw HTTP body behind botocore's EventStream: smclient decodes the frames itself

@@ -1287,3 +1287,29 @@ def test_a_cut_success_or_untyped_error_is_still_connection_closed(status_line: 
             _fast(server.url).invoke(b"x")
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("transport", ["fast", "boto3"])
+@pytest.mark.parametrize("body", [b"[]", b'"x"', b"7"])
+def test_a_202_whose_body_is_not_an_object_is_an_smclient_error(
+    transport: str, body: bytes, aws_env: None
+) -> None:
+    # botocore's parser raised a plain AttributeError for these on the boto3 transport.
+    answer = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n" + (
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    server = OneShot([answer])
+    try:
+        ep = Endpoint(
+            "ep-1",
+            region="us-east-1",
+            endpoint_url=server.url,
+            config=ClientConfig(transport=transport),  # type: ignore[arg-type]
+            retry=RetryPolicy.never(),
+        )
+        with pytest.raises(SMClientError) as info:
+            ep.submit(input_location="s3://bucket/in.json")
+        assert info.value.operation == "InvokeEndpointAsync"  # type: ignore[attr-defined]
+        assert info.value.endpoint == "ep-1"  # type: ignore[attr-defined]
+    finally:
+        server.close()
