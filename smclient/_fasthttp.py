@@ -265,10 +265,12 @@ class _Pool:
 
     def get(self) -> tuple[http.client.HTTPConnection, bool]:
         """A connection and whether it was reused."""
-        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours
-            with self._lock:
-                self._idle.clear()
-                self._pid = os.getpid()
+        if os.getpid() != self._pid:  # forked: the parent's sockets and lock are not ours
+            # Another thread of the parent may have held the lock at the fork: it would stay
+            # held forever here, so the child takes a new one instead of waiting on it.
+            self._lock = threading.Lock()
+            self._idle.clear()
+            self._pid = os.getpid()
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None

@@ -271,6 +271,45 @@ def test_a_fork_while_another_thread_holds_the_client_lock_does_not_deadlock_the
     assert ep.invoke(b"parent").body == b"parent"  # the parent's lock still works
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_while_another_thread_holds_a_fast_pool_lock_does_not_deadlock_the_child(
+    runtime: ScriptedRuntime,
+) -> None:
+    import signal
+
+    from smclient._request import build_invoke
+
+    ep = runtime.endpoint(config=ClientConfig(transport="fast", sign_requests=False))
+    transport = ep._factory.transport()  # code that holds a transport across the fork
+    request = build_invoke(ep.name, b"child")
+    lock = transport._pool._lock  # type: ignore[attr-defined]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:  # as a thread taking or returning a connection would
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 2
+        try:
+            # A deadlocked child exits with 3 instead of hanging the test run.
+            signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
+            signal.alarm(10)
+            code = 0 if transport.send(request).body == b"child" else 1  # type: ignore[union-attr]
+        finally:
+            os._exit(code)
+    release.set()
+    thread.join(10)
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # 3: deadlocked on the parent's lock
+    assert ep.invoke(b"parent").body == b"parent"
+
+
 def test_one_endpoint_shared_by_threads(runtime: ScriptedRuntime) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
